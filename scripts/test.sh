@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's test command: set up (idempotent) and run the default test suite (not slow).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# Torch on 2 cores: oversubscription makes the multi-process tests crawl.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+exec python3 -m pytest -m "not slow" -q "$@"

@@ -1,0 +1,37 @@
+"""xlda: cross-lingual document attention (XLDA) pretraining on megatron-core.
+
+Metadata lives here (not only in pyproject) so `pip install -e .` works with old pip too.
+torch and megatron-core are ranges: clusters bring their own CUDA torch; CI pins the CPU
+build through constraints-cpu.txt.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="xlda",
+    version="0.1.0",
+    description="Cross-lingual document attention pretraining on megatron-core (Trillion-7B style)",
+    python_requires=">=3.11",
+    packages=find_packages(include=["xlda", "xlda.*"]),
+    install_requires=[
+        "torch>=2.4",
+        "megatron-core>=0.16.1",
+        "numpy>=1.26",
+        "pyyaml>=6",
+        "psutil>=5.9",  # dist_checkpointing's async/process writers
+        "tokenizers>=0.19",
+        "sentencepiece>=0.2",
+        "zstandard>=0.22",
+        "safetensors>=0.4",
+        "tensorboard>=2.15",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "hypothesis>=6.100", "transformers>=4.44", "matplotlib>=3.8"],
+        "lingua": ["lingua-language-detector>=2.0"],
+    },
+    entry_points={
+        "console_scripts": [
+            "xlda-preprocess=xlda.cli.preprocess:main",
+            "xlda-pretrain=xlda.cli.pretrain:main",
+        ]
+    },
+)
