@@ -1,0 +1,76 @@
+"""Language sampling probabilities P(l) and validation of the XLDA mixing knobs."""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+
+def language_probabilities(
+    languages: Sequence[str],
+    tokens_per_language: Sequence[int],
+    alpha: float,
+    beta: Optional[Mapping[str, float]],
+) -> list[float]:
+    """P(l) = alpha * |D_l| / sum_j |D_j| + (1 - alpha) * beta_l (beta normalised, missing -> 0).
+
+    Raises ValueError with a message naming the bad knob and what to change.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"xlda_alpha={alpha} is outside [0, 1]; set --xlda-alpha in [0, 1]")
+    beta = dict(beta or {})
+    unknown = sorted(set(beta) - set(languages))
+    if unknown:
+        raise ValueError(
+            f"xlda_beta names language(s) {unknown} that have no data; known languages are "
+            f"{list(languages)}: remove them from xlda_beta or add their data prefixes"
+        )
+    for lang, b in beta.items():
+        if b < 0:
+            raise ValueError(f"xlda_beta[{lang!r}]={b} is negative; beta weights must be >= 0")
+    total_tokens = float(sum(tokens_per_language))
+    beta_sum = float(sum(beta.values()))
+    if alpha < 1.0 and beta_sum == 0.0:
+        raise ValueError(
+            f"xlda_alpha={alpha} < 1 but xlda_beta is empty or all zero: give xlda_beta weights "
+            f"for {list(languages)} or set xlda_alpha=1 (sample by corpus size)"
+        )
+    if alpha > 0.0 and total_tokens == 0.0:
+        raise ValueError("all languages have zero tokens; xlda_alpha > 0 needs non-empty data")
+    probs = []
+    for lang, n in zip(languages, tokens_per_language):
+        p = 0.0
+        if alpha > 0.0:
+            p += alpha * n / total_tokens
+        if alpha < 1.0:
+            p += (1.0 - alpha) * beta.get(lang, 0.0) / beta_sum
+        probs.append(p)
+    s = sum(probs)
+    if s <= 0.0:
+        raise ValueError("all language probabilities P(l) are zero; check xlda_alpha/xlda_beta")
+    return [p / s for p in probs]
+
+
+def validate_rho(rho: float) -> None:
+    if not 0.0 < rho <= 1.0:
+        raise ValueError(
+            f"xlda_rho={rho} must be in (0, 1]: it is the per-document language switch "
+            f"probability (0 would never switch, which XLDA packing cannot satisfy)"
+        )
+
+
+def check_packable(
+    languages: Sequence[str], probs: Sequence[float], tokens: Sequence[int], where: str
+) -> None:
+    """Fail unless >=2 languages have P>0 and every language with P>0 has tokens."""
+    for lang, p, n in zip(languages, probs, tokens):
+        if p > 0 and n == 0:
+            raise ValueError(
+                f"language {lang!r} has P(l)={p:.4g} but 0 tokens in {where}; give it documents "
+                f"(or a larger share of the split), or set its xlda_beta to 0 with xlda_alpha=0"
+            )
+    active = [lang for lang, p in zip(languages, probs) if p > 0]
+    if len(active) < 2:
+        raise ValueError(
+            f"XLDA packing needs >= 2 languages with P(l) > 0 in {where}, got {active or 'none'} "
+            f"(languages with data: {list(languages)}); add another language's prefixes to "
+            f"lang_prefixes or give it a positive xlda_beta"
+        )
