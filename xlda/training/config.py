@@ -1,0 +1,309 @@
+"""Typed configs of a training run. ``RunConfig`` nests one dataclass per component; its dict form
+is the YAML recipe format (``examples/trillion7b/*.yaml``) and the CLI overrides single fields."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A recipe or flag that cannot be turned into a RunConfig (message says where and what)."""
+
+
+def _from_dict(cls, d: Optional[dict], where: str):
+    d = dict(d or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {unknown}; valid keys for {cls.__name__}: {sorted(names)}"
+        )
+    return cls(**d)
+
+
+def _to_dict(obj) -> dict:
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            v = _to_dict(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        elif isinstance(v, dict):
+            v = {k: list(x) if isinstance(x, tuple) else x for k, x in v.items()}
+        out[f.name] = v
+    return out
+
+
+@dataclass
+class DataConfig:
+    """Where training text comes from and how XLDA packs it.
+
+    ``paths`` is ``{lang: [prefix, ...]}``; ``data_path`` is Megatron's ``--data-path`` list
+    (``[prefix ...]`` or ``[weight prefix weight prefix ...]``), the language read from the
+    ``_<lang>_text_document`` suffix. ``annealing_*`` describes the blend used once WSD decay
+    starts: its own spec (defaults to the main one) with the multilingual share multiplied.
+    """
+
+    paths: Optional[dict] = None
+    data_path: Optional[list] = None
+    mock: bool = False
+    split: str = "969,30,1"
+    seq_length: int = 4096
+    xlda_alpha: float = 0.3  # P(l) = alpha * corpus share + (1 - alpha) * beta_l
+    xlda_beta: Optional[dict] = None  # {lang: weight}; None: uniform over languages
+    xlda_rho: float = 0.5
+    annealing_paths: Optional[dict] = None
+    annealing_data_path: Optional[list] = None
+    annealing_multilingual_multiplier: float = 3.0
+    annealing: bool = True
+    primary_language: str = "en"  # the non-"multilingual" share of the annealing blend
+    tokenizer_type: Optional[str] = None
+    tokenizer_model: Optional[str] = None
+    vocab_size: Optional[int] = None  # mock data without a tokenizer
+    reset_position_ids: bool = False
+    num_workers: int = 0
+
+    def build(self, tokenizer=None, seed: int = 1234, annealing: bool = False, **overrides):
+        """The xlda.data.XLDADatasetConfig of the main (or annealing) spec."""
+        from xlda.data import XLDADatasetConfig
+
+        paths = self.language_paths(annealing=annealing)
+        kwargs = dict(
+            random_seed=seed, sequence_length=self.seq_length, split=self.split,
+            lang_prefixes=None if self.mock else paths, mock=self.mock or not paths,
+            xlda_alpha=self.xlda_alpha, xlda_beta=self.xlda_beta, xlda_rho=self.xlda_rho,
+            reset_position_ids=self.reset_position_ids, tokenizer=tokenizer,
+        )
+        kwargs.update(overrides)
+        return XLDADatasetConfig(**kwargs)
+
+    def language_paths(self, annealing: bool = False) -> Optional[dict]:
+        """``{lang: [prefix, ...]}`` of the main (or annealing) spec, merging both path styles."""
+        paths = self.annealing_paths if annealing else self.paths
+        flat = self.annealing_data_path if annealing else self.data_path
+        if annealing and paths is None and flat is None:
+            paths, flat = self.paths, self.data_path
+        out: dict = {k: list(v) for k, v in (paths or {}).items()}
+        for prefix in _strip_weights(flat or []):
+            out.setdefault(language_of_prefix(prefix), []).append(prefix)
+        return out or None
+
+
+def _strip_weights(items: list) -> list:
+    items = [str(x) for x in items]
+    if len(items) >= 2 and _is_number(items[0]):
+        if len(items) % 2:
+            raise ConfigError(f"--data-path {items}: weights and prefixes must come in pairs")
+        return items[1::2]
+    return items
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def language_of_prefix(prefix: str) -> str:
+    """``.../corpus_ko_text_document`` -> ``ko`` (the preprocess tool's naming)."""
+    name = Path(prefix).name
+    suffix = "_text_document"
+    if not name.endswith(suffix) or "_" not in name[: -len(suffix)]:
+        raise ConfigError(
+            f"data prefix {prefix!r}: cannot read its language; expected "
+            f"'<output-prefix>_<lang>_text_document' (tools/preprocess_data.py output) or use "
+            f"`data.paths: {{lang: [prefix]}}` in the recipe"
+        )
+    return name[: -len(suffix)].rsplit("_", 1)[1]
+
+
+@dataclass
+class ParallelConfig:
+    tensor_model_parallel_size: int = 1
+    pipeline_model_parallel_size: int = 1
+    context_parallel_size: int = 1
+    sequence_parallel: bool = False
+    use_distributed_optimizer: bool = False
+    overlap_grad_reduce: bool = False
+    distributed_backend: Optional[str] = None  # None: nccl with a GPU, gloo without
+
+    def build(self):
+        """DDP config for megatron-core's DistributedDataParallel."""
+        from megatron.core.distributed import DistributedDataParallelConfig
+
+        return DistributedDataParallelConfig(
+            grad_reduce_in_fp32=True,
+            overlap_grad_reduce=self.overlap_grad_reduce,
+            use_distributed_optimizer=self.use_distributed_optimizer,
+        )
+
+
+@dataclass
+class OptimizerSettings:
+    optimizer: str = "adam"
+    lr: float = 3e-4
+    min_lr: float = 3e-5
+    weight_decay: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    clip_grad: float = 1.0
+
+    def build(self, model_chunks, *, bf16: bool, use_distributed_optimizer: bool):
+        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+
+        cfg = OptimizerConfig(
+            optimizer=self.optimizer, lr=self.lr, min_lr=self.min_lr,
+            weight_decay=self.weight_decay, adam_beta1=self.adam_beta1,
+            adam_beta2=self.adam_beta2, adam_eps=self.adam_eps, clip_grad=self.clip_grad,
+            bf16=bf16, use_distributed_optimizer=use_distributed_optimizer,
+        )
+        return get_megatron_optimizer(cfg, model_chunks)
+
+
+@dataclass
+class SchedulerConfig:
+    """LR schedule in iterations (Megatron's ``--lr-*-iters`` flags)."""
+
+    lr_decay_style: str = "WSD"
+    lr_wsd_decay_style: str = "linear"
+    lr_warmup_iters: int = 0
+    lr_decay_iters: Optional[int] = None  # None: train_iters
+    lr_wsd_decay_iters: Optional[int] = None  # None: 10% of the decay iterations
+    lr_warmup_init: float = 0.0
+    start_weight_decay: Optional[float] = None
+    end_weight_decay: Optional[float] = None
+    weight_decay_incr_style: str = "constant"
+
+
+@dataclass
+class CheckpointConfig:
+    save: Optional[str] = None
+    load: Optional[str] = None
+    save_interval: Optional[int] = None
+    ckpt_format: str = "torch_dist"
+    finetune: bool = False
+    exit_on_signal: bool = True
+
+
+@dataclass
+class LoggingConfig:
+    log_interval: int = 1
+    tensorboard_dir: Optional[str] = None
+    peak_tflops: Optional[float] = None  # per device; None: 989 (H100 bf16 dense) or CPU nominal
+    log_mask_density: bool = True
+
+
+@dataclass
+class TrainingConfig:
+    micro_batch_size: int = 1
+    global_batch_size: int = 8
+    train_iters: int = 100
+    eval_interval: Optional[int] = None
+    eval_iters: int = 0
+    seed: int = 1234
+    exit_interval: Optional[int] = None  # stop (after saving) at this iteration; for resume tests
+    run_dir: Optional[str] = None  # resolved config + tensorboard default; None: save dir
+
+    def num_microbatches(self, dp_size: int) -> int:
+        per_step = self.micro_batch_size * dp_size
+        if self.global_batch_size % per_step:
+            raise ConfigError(
+                f"--global-batch-size {self.global_batch_size} is not divisible by "
+                f"--micro-batch-size {self.micro_batch_size} x data-parallel size {dp_size}"
+            )
+        return self.global_batch_size // per_step
+
+
+def model_config_cls():
+    from xlda.model import ModelConfig
+
+    return ModelConfig
+
+
+@dataclass
+class RunConfig:
+    model: Any = None  # xlda.model.ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    SECTIONS = {
+        "data": DataConfig, "parallel": ParallelConfig, "optimizer": OptimizerSettings,
+        "scheduler": SchedulerConfig, "checkpoint": CheckpointConfig, "logging": LoggingConfig,
+        "training": TrainingConfig,
+    }
+
+    def __post_init__(self):
+        if self.model is None:
+            self.model = model_config_cls()()
+
+    def to_dict(self) -> dict:
+        return _to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config") -> "RunConfig":
+        d = dict(d or {})
+        allowed = {"model", *cls.SECTIONS}
+        unknown = sorted(set(d) - allowed)
+        if unknown:
+            raise ConfigError(f"{where}: unknown section(s) {unknown}; valid: {sorted(allowed)}")
+        kwargs = {k: _from_dict(c, d.get(k), f"{where}: section '{k}'")
+                  for k, c in cls.SECTIONS.items()}
+        kwargs["model"] = _from_dict(model_config_cls(), d.get("model"), f"{where}: section 'model'")
+        return cls(**kwargs)
+
+    @classmethod
+    def from_yaml(cls, path) -> "RunConfig":
+        path = Path(path)
+        try:
+            d = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"recipe {path} not found") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"recipe {path}: invalid YAML: {e}") from None
+        if d is not None and not isinstance(d, dict):
+            raise ConfigError(f"recipe {path}: top level must be a mapping of sections")
+        return cls.from_dict(d or {}, where=str(path))
+
+    def to_yaml(self, path=None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+        return text
+
+    def validate(self) -> "RunConfig":
+        t, s = self.training, self.scheduler
+        if t.train_iters <= 0:
+            raise ConfigError(f"--train-iters must be > 0, got {t.train_iters}")
+        decay = s.lr_decay_iters or t.train_iters
+        if s.lr_warmup_iters >= decay:
+            raise ConfigError(
+                f"--lr-warmup-iters {s.lr_warmup_iters} must be < decay iterations {decay}")
+        if s.lr_decay_style == "WSD" and self.wsd_decay_iters() > decay - s.lr_warmup_iters:
+            raise ConfigError(
+                f"--lr-wsd-decay-iters {self.wsd_decay_iters()} exceeds the post-warmup span "
+                f"{decay - s.lr_warmup_iters}")
+        if self.optimizer.min_lr > self.optimizer.lr:
+            raise ConfigError(f"--min-lr {self.optimizer.min_lr} > --lr {self.optimizer.lr}")
+        if not self.data.mock and not self.data.language_paths():
+            raise ConfigError("no training data: pass --data-path / data.paths, or --mock-data")
+        return self
+
+    def wsd_decay_iters(self) -> int:
+        s = self.scheduler
+        if s.lr_wsd_decay_iters is not None:
+            return s.lr_wsd_decay_iters
+        return max(1, (s.lr_decay_iters or self.training.train_iters) // 10)

@@ -1,0 +1,357 @@
+"""The training loop on megatron-core pieces: parallel_state, GPTModel (xlda.model), DDP,
+get_megatron_optimizer, the pipeline schedules and OptimizerParamScheduler (WSD).
+
+``Trainer(run_config).train()`` is what pretrain_trillion.py runs; tests call it in-process.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from xlda.training.batches import TrainData, DataStream
+from xlda.training.config import RunConfig
+from xlda.training.metrics import FlopsModel, MetricsLogger, allowed_pairs
+from xlda.training.wsd import AnnealingSwitch, build_scheduler
+
+
+class TrainingDivergedError(RuntimeError):
+    """Loss became NaN/inf; the message names the iteration and the last good checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    iteration: int
+    exit_reason: str  # "finished" | "signal" | "exit_interval"
+    history: list = field(default_factory=list)
+    eval_history: list = field(default_factory=list)
+
+
+def _is_last_stage() -> bool:
+    from megatron.core import parallel_state as ps
+
+    return ps.is_pipeline_last_stage(ignore_virtual=True)
+
+
+def loss_func(loss_mask: torch.Tensor, lang_ids: torch.Tensor, num_langs: int,
+              output_tensor: torch.Tensor):
+    """Megatron's 3-tuple form: (loss sum, token count, logged [sum, count, per-language ...])."""
+    losses = output_tensor.float()
+    mask = loss_mask.float()
+    loss_sum = (losses * mask).sum()
+    num_tokens = mask.sum().to(torch.int)
+    logged = [loss_sum.detach(), mask.sum()]
+    if num_langs:
+        # Per-language sums and counts: one scatter per micro-batch, for eval reporting.
+        li = lang_ids.long().view(-1)
+        sums = torch.zeros(num_langs).index_add_(0, li, (losses * mask).detach().view(-1))
+        cnts = torch.zeros(num_langs).index_add_(0, li, mask.view(-1))
+        logged += [sums, cnts]
+    report = torch.cat([t.view(-1).float() for t in logged])
+    return loss_sum, num_tokens, {"lm loss": report}
+
+
+class Trainer:
+    def __init__(self, run_config: RunConfig, print_fn=print):
+        self.cfg = run_config
+        self.print = print_fn
+
+    # -- set-up --------------------------------------------------------------------------------
+    def setup(self):
+        from megatron.core import parallel_state as ps
+        from megatron.core.distributed import DistributedDataParallel, finalize_model_grads
+        from megatron.core.utils import get_model_config
+
+        from xlda.training import dist_env
+
+        cfg = self.cfg.validate()
+        cpu = not torch.cuda.is_available()
+        if cpu and cfg.parallel.use_distributed_optimizer:
+            raise ValueError("--use-distributed-optimizer needs GPUs (megatron-core rejects CPU "
+                             "params); drop it for CPU runs")
+        if cpu and cfg.model.sequence_parallel:
+            raise ValueError("--sequence-parallel needs Transformer Engine norms; off on CPU")
+        self.denv = dist_env.initialize(cfg.parallel, cfg.training.seed)
+        self.rank = self.denv.rank
+        self.world = self.denv.world_size
+        self.dp_rank = ps.get_data_parallel_rank()
+        self.dp_size = ps.get_data_parallel_world_size()
+        self.num_microbatches = cfg.training.num_microbatches(self.dp_size)
+        self.device = torch.device("cpu") if cpu else torch.device("cuda", torch.cuda.current_device())
+
+        self._build_data()
+        model = cfg.model.build()
+        if not cpu:
+            model.cuda(torch.cuda.current_device())
+        tc = get_model_config(model)
+        ddp = DistributedDataParallel(config=tc, ddp_config=cfg.parallel.build(), module=model)
+        self.model_chunks = [ddp]
+        opt_settings = cfg.optimizer
+        if cpu and opt_settings.clip_grad > 0:
+            # clip_grad_by_total_norm_fp32 asserts CUDA grads; the CPU shims cannot satisfy it.
+            self.log0(f"[xlda] note: --clip-grad {opt_settings.clip_grad} ignored on CPU")
+            opt_settings = dataclasses.replace(opt_settings, clip_grad=0.0)
+        self.optimizer = opt_settings.build(
+            self.model_chunks, bf16=cfg.model.bf16,
+            use_distributed_optimizer=cfg.parallel.use_distributed_optimizer)
+        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.switch = AnnealingSwitch.from_run_config(cfg)
+        tc.no_sync_func = ddp.no_sync
+        tc.finalize_model_grads_func = finalize_model_grads
+        tc.grad_scale_func = self.optimizer.scale_loss
+        self.model_config = tc
+        tp = ps.get_tensor_model_parallel_world_size()
+        self.flops_model = FlopsModel.from_model_config(cfg.model, cfg.model.padded_vocab_size(tp))
+        self.metrics = MetricsLogger(cfg.logging, self.flops_model, self.world, self.rank,
+                                     print_fn=self.print)
+        self.iteration = 0
+        self._load()
+        self._write_run_config()
+        return self
+
+    def log0(self, msg: str):
+        if self.rank == 0:
+            self.print(msg, flush=True) if self.print is print else self.print(msg)
+
+    def _build_data(self):
+        from xlda.training.batches import build_run_datasets
+
+        cfg = self.cfg
+        ds = build_run_datasets(cfg, log=self.log0)
+        self.languages = ds.languages
+        self.data = TrainData(ds.train, ds.annealing, micro_batch_size=cfg.training.micro_batch_size,
+                              dp_rank=self.dp_rank, dp_size=self.dp_size, device=self.device)
+        self.valid = ds.valid
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _ckpt_module(self):
+        try:
+            from xlda.training import checkpointing
+        except ImportError:
+            # INTEGRATION POINT: xlda.training.checkpointing (helper "checkpoint") not present.
+            return None
+        return checkpointing
+
+    def _extra_state(self) -> dict:
+        return {"consumed_samples": self.data.consumed_samples, "data": self.data.state_dict(),
+                "annealing": self.switch.state_dict()}
+
+    def save(self):
+        ck = self._ckpt_module()
+        save_dir = self.cfg.checkpoint.save
+        if not save_dir:
+            return
+        if ck is None:
+            self.log0("[xlda] WARNING: xlda.training.checkpointing missing; checkpoint NOT saved")
+            return
+        ck.save_checkpoint(save_dir, self.iteration, self.model_chunks, self.optimizer,
+                           self.scheduler, self._extra_state(), self.cfg)
+        self.log0(f"[xlda] saved checkpoint iter {self.iteration} to {save_dir}")
+
+    def _load(self):
+        load_dir = self.cfg.checkpoint.load
+        if not load_dir:
+            return
+        ck = self._ckpt_module()
+        if ck is None:
+            raise RuntimeError("--load given but xlda.training.checkpointing is not available")
+        out = ck.load_checkpoint(load_dir, self.model_chunks, self.optimizer, self.scheduler)
+        if out is None:
+            self.log0(f"[xlda] no checkpoint in {load_dir}; starting from scratch")
+            return
+        self.iteration, extra = out
+        self.data.load_state_dict(extra["data"])
+        self.switch.load_state_dict(extra["annealing"])
+        self.log0(f"[xlda] resumed from {load_dir} at iteration {self.iteration} "
+                  f"(consumed samples {self.data.consumed_samples}, "
+                  f"annealing {'on' if self.data.use_annealing else 'off'})")
+
+    def last_checkpoint(self) -> str:
+        save = self.cfg.checkpoint.save
+        if not save:
+            return "none (no --save directory)"
+        latest = Path(save) / "latest_checkpointed_iteration.txt"
+        if not latest.exists():
+            return f"none yet in {save}"
+        it = int(latest.read_text().strip())
+        return f"{save}/iter_{it:07d} (iteration {it})"
+
+    def _write_run_config(self):
+        run_dir = self.cfg.training.run_dir or self.cfg.checkpoint.save
+        if run_dir and self.rank == 0:
+            self.cfg.to_yaml(Path(run_dir) / "run_config.yaml")
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _forward_step(self, counters, per_lang, data_iterator, model):
+        batch = next(data_iterator)
+        mode = self.cfg.model.attention_mask_type
+        if counters is not None:
+            counters["pairs"] += allowed_pairs(batch["doc_ids"], batch["lang_ids"], mode)
+            B, S = batch["tokens"].shape
+            counters["causal"] += B * S * (S + 1) // 2
+            counters["tokens"] += B * S
+        mask = self.cfg.model.mask_params(batch["doc_ids"], batch["lang_ids"])
+        out = model(batch["tokens"], batch["position_ids"], mask, labels=batch["labels"],
+                    loss_mask=batch["loss_mask"])
+        num_langs = len(self.languages) if per_lang else 0
+        return out, partial(loss_func, batch["loss_mask"], batch["lang_ids"], num_langs)
+
+    def _run_schedule(self, data_iterator, forward_only: bool, counters=None,
+                      num_microbatches: Optional[int] = None):
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        fb = get_forward_backward_func()
+        t = self.cfg.training
+        return fb(forward_step_func=partial(self._forward_step, counters, forward_only),
+                  data_iterator=data_iterator, model=self.model_chunks,
+                  num_microbatches=num_microbatches or self.num_microbatches,
+                  seq_length=self.cfg.data.seq_length, micro_batch_size=t.micro_batch_size,
+                  forward_only=forward_only)
+
+    def _reduce(self, reports: list, extra: list, per_lang: bool = False) -> torch.Tensor:
+        """Sum the loss reports (last stage only) and ``extra`` over the whole world."""
+        n = 2 + (2 * len(self.languages) if per_lang else 0)
+        v = torch.zeros(n + len(extra), dtype=torch.float64)
+        for r in reports:
+            v[:n] += r["lm loss"].double().cpu()
+        v[n:] = torch.tensor(extra, dtype=torch.float64)
+        if self.world > 1:
+            dev = self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+            v = v.to(dev)
+            torch.distributed.all_reduce(v)
+            v = v.cpu()
+        return v
+
+    def _mtp_losses(self):
+        from megatron.core.transformer.multi_token_prediction import MTPLossLoggingHelper
+
+        tracker = MTPLossLoggingHelper.tracker
+        if "values" not in tracker:
+            return []
+        vals = (tracker["values"].detach().double().cpu() / self.num_microbatches).tolist()
+        MTPLossLoggingHelper.clean_loss_in_tracker()
+        return vals
+
+    def train_step(self) -> dict:
+        for chunk in self.model_chunks:
+            chunk.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        counters = {"pairs": 0, "causal": 0, "tokens": 0}
+        reports = self._run_schedule(self.data, forward_only=False, counters=counters)
+        ok, grad_norm, _ = self.optimizer.step()
+        if ok:
+            self.scheduler.step(increment=1)
+        mtp = self._mtp_losses()
+        # Every TP/PP/CP rank read the same data as its DP rank: count each DP rank once.
+        dup = self.world // self.dp_size
+        n_mtp = len(mtp)
+        v = self._reduce(reports, [counters["pairs"] / dup, counters["causal"] / dup,
+                                   counters["tokens"] / dup, 1.0 if mtp else 0.0] + mtp)
+        n = 2
+        out = {"lm loss": float(v[0] / max(v[1], 1.0)), "pairs": int(v[n]),
+               "causal": int(v[n + 1]), "tokens": int(v[n + 2]), "skipped": not ok,
+               "grad_norm": grad_norm}
+        if n_mtp and v[n + 3] > 0:
+            for i in range(n_mtp):
+                out[f"mtp_{i + 1} loss"] = float(v[n + 4 + i] / v[n + 3])
+        return out
+
+    def evaluate(self) -> dict:
+        """Mean LM loss over eval_iters global batches of the validation split, per language."""
+        t = self.cfg.training
+        if not t.eval_iters or self.valid is None:
+            return {}
+        stream = DataStream(self.valid, t.micro_batch_size, self.dp_rank, self.dp_size,
+                            device=self.device)
+        for c in self.model_chunks:
+            c.eval()
+        reports = []
+        with torch.no_grad():
+            for _ in range(t.eval_iters):
+                reports += self._run_schedule(stream, forward_only=True)
+        for c in self.model_chunks:
+            c.train()
+        v = self._reduce(reports, [], per_lang=True)
+        L = len(self.languages)
+        out = {"lm loss": float(v[0] / max(v[1], 1.0))}
+        for i, lang in enumerate(self.languages):
+            if v[2 + L + i] > 0:
+                out[f"{lang} lm loss"] = float(v[2 + i] / v[2 + L + i])
+        return out
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _signal_handler(self):
+        try:
+            from xlda.training.signals import SignalHandler
+        except ImportError:
+            # INTEGRATION POINT: xlda.training.signals (helper "checkpoint") not present yet.
+            return None
+        h = SignalHandler()
+        h.install()
+        return h
+
+    def train(self) -> TrainResult:
+        cfg, t = self.cfg, self.cfg.training
+        signals = self._signal_handler() if cfg.checkpoint.exit_on_signal else None
+        result = TrainResult(self.iteration, "finished")
+        self.log0(f"[xlda] training: iterations {self.iteration + 1}..{t.train_iters}, "
+                  f"global batch {t.global_batch_size} = {self.num_microbatches} micro-batches x "
+                  f"{t.micro_batch_size} x DP {self.dp_size}, world {self.world}")
+        for c in self.model_chunks:
+            c.train()
+        while self.iteration < t.train_iters:
+            if self.switch.should_switch(self.iteration):
+                changed = self.data.switch_to_annealing()
+                self.log0(f"[xlda] iteration {self.iteration}: WSD decay starts; data -> "
+                          f"{'annealing blend' if changed else 'unchanged (no annealing blend)'}")
+            lr = self.optimizer.param_groups[0]["lr"]
+            step = self.train_step()
+            self.iteration += 1
+            loss = step["lm loss"]
+            if not math.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"loss is {loss} at iteration {self.iteration}; last good checkpoint: "
+                    f"{self.last_checkpoint()}. Resume from it with a lower --lr or check the "
+                    f"data around consumed sample {self.data.consumed_samples}")
+            losses = {"lm loss": loss}
+            mtp = {k: v for k, v in step.items() if k.startswith("mtp_")}
+            self.metrics.record(self.iteration, losses, lr, step["grad_norm"], step["tokens"],
+                                step["pairs"], step["causal"], mtp_losses=mtp,
+                                extra={"consumed_samples": self.data.consumed_samples,
+                                       "annealing": int(self.data.use_annealing)})
+            if t.eval_interval and self.iteration % t.eval_interval == 0:
+                ev = self.evaluate()
+                if ev:
+                    self.metrics.log_eval(self.iteration, ev)
+                    result.eval_history.append({"iteration": self.iteration, **ev})
+            ck = cfg.checkpoint
+            if ck.save and ck.save_interval and self.iteration % ck.save_interval == 0:
+                self.save()
+            if signals is not None and signals.triggered():
+                self.log0(f"[xlda] signal received: saving at iteration {self.iteration} and exiting")
+                self.save()
+                result.exit_reason = "signal"
+                break
+            if t.exit_interval and self.iteration % t.exit_interval == 0:
+                if not (ck.save_interval and self.iteration % ck.save_interval == 0):
+                    self.save()
+                result.exit_reason = "exit_interval"
+                break
+        else:
+            ck = cfg.checkpoint
+            if ck.save and not (ck.save_interval and self.iteration % ck.save_interval == 0):
+                self.save()
+        result.iteration = self.iteration
+        result.history = self.metrics.history
+        self.metrics.close()
+        return result
+
+
+def run(run_config: RunConfig, print_fn=print) -> TrainResult:
+    return Trainer(run_config, print_fn=print_fn).setup().train()
