@@ -1,0 +1,161 @@
+"""Read/write the model part of xlda's megatron-core dist checkpoints as full tensors.
+
+torch_dist checkpoints store global tensors (TP/PP only decide who writes which slice), so one
+process can read every model tensor whole, and a checkpoint written from full tensors loads at any
+TP/PP. Only model tensors are touched: optimizer states are neither read nor written.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import yaml
+
+from xlda.checkpoint_conversion.arch import ConversionError
+
+log = logging.getLogger(__name__)
+
+TRACKER = "latest_checkpointed_iteration.txt"
+RUN_CONFIG = "run_config.yaml"
+XLDA_STATE = "xlda_state.pt"
+_MODEL_PREFIXES = ("embedding.", "decoder.", "output_layer.", "mtp.")
+_PER_LAYER = re.compile(r"^decoder\.layers\.\d+\.")
+
+
+def iter_dir_name(iteration: int) -> str:
+    return f"iter_{iteration:07d}"
+
+
+@contextlib.contextmanager
+def dist_session():
+    """dist_checkpointing needs a process group: a gloo world of one unless one exists (then
+    torn down again, so a caller's process is left as it was)."""
+    from xlda import cpu_shims
+
+    cpu_shims.maybe_install()
+    if torch.distributed.is_initialized():
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="xlda_convert_") as tmp:
+        torch.distributed.init_process_group("gloo", init_method=f"file://{tmp}/store", rank=0, world_size=1)
+        try:
+            yield
+        finally:
+            torch.distributed.destroy_process_group()
+
+
+def resolve_iteration(load_dir, iteration: int | None = None) -> tuple[Path, int]:
+    """-> (iter dir, iteration). ``load_dir`` is the --save dir of a run (or an iter_* dir itself)."""
+    load_dir = Path(load_dir)
+    if not load_dir.is_dir():
+        raise ConversionError(f"--load-dir {load_dir} does not exist")
+    m = re.fullmatch(r"iter_(\d{7})", load_dir.name)
+    if m and iteration is None:
+        it_dir, iteration = load_dir, int(m[1])
+    else:
+        if iteration is None:
+            tracker = load_dir / TRACKER
+            if not tracker.exists():
+                found = sorted(p.name for p in load_dir.glob("iter_*"))
+                raise ConversionError(
+                    f"{tracker} not found: {load_dir} holds no finished checkpoint"
+                    + (f" (iteration dirs present: {found}; pick one with --iteration)" if found else ""))
+            text = tracker.read_text().strip()
+            if not text.isdigit():
+                raise ConversionError(f"{tracker}: expected an iteration number, got {text!r}")
+            iteration = int(text)
+        it_dir = load_dir / iter_dir_name(iteration)
+        if not it_dir.is_dir():
+            raise ConversionError(f"checkpoint directory {it_dir} is missing (iteration {iteration}); "
+                                  "pass an existing one with --iteration")
+    if not (it_dir / "metadata.json").exists():
+        raise ConversionError(f"{it_dir / 'metadata.json'} is missing: not a dist checkpoint, or the save was "
+                              "interrupted; use an earlier iteration with --iteration")
+    return it_dir, iteration
+
+
+def read_run_config(it_dir: Path) -> dict:
+    path = Path(it_dir) / RUN_CONFIG
+    if not path.exists():
+        raise ConversionError(f"{path} is missing; the converter needs the model section of the run "
+                              "config the checkpoint was trained with (copy the recipe there)")
+    try:
+        d = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConversionError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(d, dict) or not isinstance(d.get("model"), dict):
+        raise ConversionError(f"{path}: no 'model' section")
+    return d
+
+
+def load_model_tensors(it_dir: Path) -> dict[str, torch.Tensor]:
+    """Every model tensor of a dist checkpoint, whole, keyed by its dist-checkpoint key."""
+    from megatron.core import dist_checkpointing
+
+    with dist_session():
+        return _load_model_tensors(it_dir)
+
+
+def _load_model_tensors(it_dir: Path) -> dict[str, torch.Tensor]:
+    from megatron.core import dist_checkpointing
+
+    try:
+        meta = dist_checkpointing.load_tensors_metadata(str(it_dir))
+    except Exception as e:  # a torn or foreign directory
+        raise ConversionError(f"{it_dir}: cannot read dist-checkpoint metadata ({type(e).__name__}: {e}); "
+                              "the checkpoint is incomplete or not a torch_dist checkpoint") from None
+    wanted = {k: v for k, v in meta.items() if k.startswith(_MODEL_PREFIXES)}
+    if not wanted:
+        raise ConversionError(f"{it_dir}: no model tensors (embedding.*, decoder.*) in the checkpoint")
+    log.info("loading %d model tensors from %s", len(wanted), it_dir)
+    try:
+        loaded = dist_checkpointing.load(wanted, str(it_dir), validate_access_integrity=False)
+    except Exception as e:
+        raise ConversionError(f"{it_dir}: reading tensors failed ({type(e).__name__}: {e}); "
+                              "the checkpoint files are incomplete") from None
+    return {k: v for k, v in loaded.items()}
+
+
+def is_per_layer(state: dict) -> bool:
+    """Whether layer keys are per layer (non_homogeneous_layers) rather than stacked [L, ...]."""
+    return any(_PER_LAYER.match(k) for k in state)
+
+
+def fresh_xlda_state(iteration: int, converted_from: str) -> dict:
+    """xlda_state.pt of a converted checkpoint: no scheduler/RNG to restore (load without optimizer)."""
+    return {"format_version": 1, "iteration": iteration, "scheduler": None,
+            "extra_state": {"converted_from": converted_from}, "rng_states": [], "layout": {}}
+
+
+def write_model_checkpoint(save_dir, iteration: int, state: dict[str, torch.Tensor], run_config: dict,
+                           xlda_state: dict | Path) -> Path:
+    """Write ``{"model": ...}``, run_config.yaml and xlda_state.pt (a dict, or a file to copy), then
+    the tracker file: "latest" never points at a partial checkpoint."""
+    from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing import ShardedTensor
+
+    save_dir = Path(save_dir)
+    it_dir = save_dir / iter_dir_name(iteration)
+    if it_dir.exists() and any(it_dir.iterdir()):
+        raise ConversionError(f"{it_dir} already exists and is not empty; choose another --save-dir")
+    it_dir.mkdir(parents=True, exist_ok=True)
+    sharded = {k: ShardedTensor.from_rank_offsets(k, t.contiguous(), replica_id=0) for k, t in state.items()}
+    meta = {"singleton_local_shards": False, "non_homogeneous_layers": is_per_layer(state)}
+    log.info("writing %d model tensors to %s", len(sharded), it_dir)
+    with dist_session():
+        dist_checkpointing.save({"model": sharded}, str(it_dir), content_metadata=meta)
+    (it_dir / RUN_CONFIG).write_text(yaml.safe_dump(run_config, sort_keys=False))
+    if isinstance(xlda_state, dict):
+        torch.save(xlda_state, it_dir / XLDA_STATE)
+    else:
+        shutil.copyfile(xlda_state, it_dir / XLDA_STATE)
+    tmp = save_dir / (TRACKER + ".tmp")
+    tmp.write_text(str(iteration))
+    os.replace(tmp, save_dir / TRACKER)
+    return it_dir
