@@ -48,6 +48,7 @@ class ModelConfig:
     sequence_parallel: bool = False
     recompute_granularity: Optional[str] = None  # None | "selective" (core_attn not supported)
     use_cpu_initialization: Optional[bool] = None  # None = True when no CUDA
+    perform_initialization: bool = True  # False: skip random init (meta builds, loading weights)
 
     # -- derived -------------------------------------------------------------------------------
     def padded_vocab_size(self, tp: int = 1) -> int:
@@ -155,6 +156,7 @@ class ModelConfig:
             params_dtype=dtype,
             pipeline_dtype=dtype,
             use_cpu_initialization=cpu_init,
+            perform_initialization=self.perform_initialization,
             mtp_num_layers=self.mtp_layers or None,
             mtp_loss_scaling_factor=self.mtp_loss_scaling_factor,
             attention_softmax_in_fp32=True,

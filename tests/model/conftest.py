@@ -1,0 +1,1 @@
+from tests.model.dist_fixtures import megatron_single  # noqa: F401  (fixture)
