@@ -1,4 +1,19 @@
-"""Layer specs: megatron-core's GPT layer spec with XLDACoreAttention as core attention."""
+"""Layer specs: megatron-core's GPT layer spec with XLDACoreAttention as core attention.
+
+MTP (checked against megatron-core 0.16.1): the MTP block reuses the decoder layer spec, so its
+layer runs XLDACoreAttention and receives the same MaskParams object (attention_mask is passed
+through unchanged). Per depth, MultiTokenPredictionLayer rolls input_ids and position_ids left by
+one, and GPTModel rolls labels and loss_mask left by one, zero-filling the last position (its
+loss_mask becomes 0, so no wrap-around). The mask is *not* rolled: MTP position t keeps the
+doc/lang of token t, combines h_t with emb(x_{t+1}) and predicts x_{t+2}. Hence (a) no future
+leak: key k carries x_{<=k+1}, query t >= k predicts x_{t+2}; (b) at the last token t of a document
+the MTP prediction crosses into the next document (uses x_{t+1}, the next document's first token,
+predicts its second) with doc t's attention context, the same boundary behaviour as the main
+head's EOD -> first-token prediction; mask it with loss_mask (eod_mask_loss) if unwanted, since
+loss_mask is rolled with the labels. RoPE in the MTP layer uses global positions 0..S-1 like the
+decoder. Full activation recompute is rejected by ModelConfig (tensor_parallel.checkpoint saves
+attention_mask with save_for_backward, which only takes tensors).
+"""
 from __future__ import annotations
 
 import copy
