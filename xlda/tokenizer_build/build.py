@@ -10,7 +10,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from .corpus import Doc, read_docs, split_heldout
-from .extend import Extension, learn_extension, require
+from .extend import learn_extension, require
 from .report import added_summary, encode_speed, evaluate, markdown, vocab_by_script
 from .scripts import lang_scripts
 from .sweep import write_sweep
@@ -36,6 +36,7 @@ class TokenizerBuildConfig:
     max_docs: int | None = None  # per input file, for quick runs
     sweep_lang: str = "ko"
     sweep_tokens: list[int] | None = None
+    speed_repeats: int = 3  # encode-speed timing runs (best is reported); 0 skips timing
 
     def validate(self) -> None:
         if self.base_vocab_size <= 0:
@@ -96,19 +97,22 @@ class TokenizerBuildConfig:
             held.setdefault(lang, []).extend(ho)
         return train, held
 
-    def _extend(self, base: Tokenizer, train: dict[str, list[str]], sizes: dict[str, int],
-                prelearned: dict[str, Extension] | None = None) -> tuple[Tokenizer, dict[str, list[str]]]:
+    def _extend(self, base: Tokenizer, train: dict[str, list[str]],
+                sizes: dict[str, int]) -> tuple[Tokenizer, dict[str, list[str]]]:
         """Each extension continues from the tokenizer built so far (so ja after zh does not
-        relearn shared Han tokens and is segmented the way it will be encoded)."""
+        relearn shared Han tokens and is segmented the way it will be encoded). Learned
+        extensions are cached by (language, extensions before it): smaller sizes are prefixes."""
+        cache: dict = self.__dict__.setdefault("_cache", {})
         tok, done, added = base, [], {}
         for lang, n in sizes.items():
             if n == 0:
                 added[lang] = []
                 continue
-            ext = (prelearned or {}).get(lang)
-            if ext is None:
+            key = (lang, tuple((e.lang, k) for e, k in done))
+            ext = cache.get(key)
+            if ext is None or (len(ext.merges) < n and not ext.exhausted):
                 vocab = set(tok.get_vocab(with_added_tokens=True))
-                ext = learn_extension(tok, vocab, train[lang], lang, n, self.min_frequency)
+                ext = cache[key] = learn_extension(tok, vocab, train[lang], lang, n, self.min_frequency)
             require(ext, n, self.min_frequency)
             done.append((ext, n))
             added[lang] = ext.tokens(n)
@@ -121,14 +125,12 @@ class TokenizerBuildConfig:
         points = sorted(set([0] + list(self.sweep_tokens)))
         _log(f"sweep {lang}: {points}")
         others = {k: v for k, v in self.extend_tokens.items() if k != lang}
-        # The sweep language is learned once (smaller sizes are prefixes) from the base, so it
-        # goes first; other extensions are relearned on top of each point.
-        ext = learn_extension(base, set(base.get_vocab(with_added_tokens=True)), train[lang], lang,
-                              points[-1], self.min_frequency)
-        require(ext, points[-1], self.min_frequency)
+        # The sweep language goes first and is learned once at the largest size (smaller sizes
+        # are prefixes); other extensions are learned on top of each point.
+        self._extend(base, train, {lang: points[-1]})
         rows = []
         for n in points:
-            tok, _ = self._extend(base, train, {lang: n, **others}, prelearned={lang: ext})
+            tok, _ = self._extend(base, train, {lang: n, **others})
             ev = evaluate(tok, heldout)
             rows.append({f"{lang}_tokens": n, "vocab_size": tok.get_vocab_size(),
                          **{f"chars_per_token_{l}": ev[l]["chars_per_token"] for l in ev}})
@@ -156,7 +158,7 @@ class TokenizerBuildConfig:
             "vocab_by_script": vocab_by_script(t for t in vocab if t not in SPECIAL_TOKENS),
             "added": added_summary(added),
             "heldout": {"base": evaluate(base, heldout), "extended": evaluate(tok, heldout)},
-            "encode_tokens_per_s": {"base": encode_speed(base, all_held) if all_held else 0.0,
-                                    "extended": encode_speed(tok, all_held) if all_held else 0.0},
-            "config": {k: v for k, v in self.__dict__.items()},
+            "encode_tokens_per_s": {"base": encode_speed(base, all_held, self.speed_repeats),
+                                    "extended": encode_speed(tok, all_held, self.speed_repeats)},
+            "config": {k: v for k, v in self.__dict__.items() if not k.startswith("_")},
         }

@@ -42,6 +42,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-ko-tokens", type=_int_list, default=None, metavar="N1,N2,...",
                    help="also write sweep.{csv,md,png}: chars/token per language vs tokens added for --sweep-lang")
     p.add_argument("--sweep-lang", default="ko")
+    p.add_argument("--speed-repeats", type=int, default=3, help="encode-speed timing runs; 0 skips timing")
     return p
 
 
@@ -62,13 +63,16 @@ def config_from_args(argv: list[str] | None = None) -> TokenizerBuildConfig:
                 raise argparse.ArgumentTypeError(f"--extend-tokens {s!r}: N must be an integer") from None
     except argparse.ArgumentTypeError as e:
         p.error(str(e))
+    if a.speed_repeats < 0:
+        p.error(f"--speed-repeats must be >= 0, got {a.speed_repeats}")
     if a.max_docs is not None and a.max_docs < 1:
         p.error(f"--max-docs must be >= 1, got {a.max_docs}")
     return TokenizerBuildConfig(
         base_inputs=a.base_input, base_vocab_size=a.base_vocab_size, output_dir=a.output_dir,
         extend_inputs=ext_in, extend_tokens=sizes, eval_inputs=ev_in, base_lang=a.base_lang,
         heldout_fraction=a.heldout_fraction, min_frequency=a.min_frequency, seed=a.seed,
-        max_docs=a.max_docs, sweep_lang=a.sweep_lang, sweep_tokens=a.sweep_ko_tokens)
+        max_docs=a.max_docs, sweep_lang=a.sweep_lang, sweep_tokens=a.sweep_ko_tokens,
+        speed_repeats=a.speed_repeats)
 
 
 def main(argv: list[str] | None = None) -> int:

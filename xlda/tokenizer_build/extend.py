@@ -62,6 +62,32 @@ def _words(base_tokenizer, texts: list[str], lang: str) -> tuple[list[list[str]]
     return words, counts, len(keys), chars
 
 
+def _occurrences(w: list[str], a: str, b: str) -> list[int]:
+    """Left-to-right non-overlapping positions of the pair (a, b) in w (list.index scans in C)."""
+    occ, j, n = [], 0, len(w) - 1
+    while j < n:
+        try:
+            j = w.index(a, j, n)
+        except ValueError:
+            break
+        if w[j + 1] == b:
+            occ.append(j)
+            j += 2
+        else:
+            j += 1
+    return occ
+
+
+def _apply(w: list[str], occ: list[int], new: str) -> list[str]:
+    out, prev = [], 0
+    for j in occ:
+        out.extend(w[prev:j])
+        out.append(new)
+        prev = j + 2
+    out.extend(w[prev:])
+    return out
+
+
 def learn_extension(
     base_tokenizer,
     vocab: set[str],
@@ -107,24 +133,22 @@ def learn_extension(
         known.add(new)
         merges.append(pair)
         changed: set[tuple[str, str]] = set()
+        a, b = pair
         for i in sorted(where.pop(pair, ())):
             w = words[i]
-            out: list[str] = []
-            j = 0
-            while j < len(w):
-                if j + 1 < len(w) and w[j] == pair[0] and w[j + 1] == pair[1]:
-                    out.append(new)
-                    j += 2
-                else:
-                    out.append(w[j])
-                    j += 1
-            if len(out) == len(w):
-                continue
+            occ = _occurrences(w, a, b)
+            if not occ:
+                continue  # stale index entry
+            out = _apply(w, occ, new)
             wc = counts[i]
-            for p in zip(w, w[1:]):
+            # Only pairs touching a merged occurrence change; sets dedupe adjacent occurrences.
+            for j in {k for o in occ for k in (o - 1, o, o + 1) if 0 <= k < len(w) - 1}:
+                p = (w[j], w[j + 1])
                 pair_count[p] -= wc
                 changed.add(p)
-            for p in zip(out, out[1:]):
+            for j in {k for o in range(len(occ)) for k in (occ[o] - o - 1, occ[o] - o)
+                      if 0 <= k < len(out) - 1}:
+                p = (out[j], out[j + 1])
                 pair_count[p] = pair_count.get(p, 0) + wc
                 where.setdefault(p, set()).add(i)
                 changed.add(p)

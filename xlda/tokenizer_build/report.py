@@ -33,7 +33,7 @@ def evaluate(tok: Tokenizer, texts_by_lang: dict[str, list[str]]) -> dict[str, d
 def encode_speed(tok: Tokenizer, texts: list[str], repeats: int = 3) -> float:
     """Tokens/second of `encode_batch` (best of `repeats`, tokenizers' default threading)."""
     best = 0.0
-    for _ in range(repeats):
+    for _ in range(repeats if texts else 0):
         t0 = time.perf_counter()
         n = sum(len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False))
         dt = time.perf_counter() - t0
