@@ -22,6 +22,10 @@ class MockTokenizer:
     eod: int = 0
     vocab_size: int = MOCK_BASE + 8 * MOCK_SPAN
 
+    @property
+    def unique_identifiers(self) -> dict:  # megatron-core hashes the tokenizer by this
+        return {"class": "MockTokenizer", "eod": self.eod, "vocab_size": self.vocab_size}
+
 
 def mock_token_range(lang_index: int) -> tuple[int, int]:
     lo = MOCK_BASE + lang_index * MOCK_SPAN

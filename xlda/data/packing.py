@@ -104,7 +104,13 @@ def build_packed_index(
     documents in this split. Callers validate (>= 2 languages with P > 0, no empty one)."""
     n_lang = len(probs)
     probs = np.asarray(probs, dtype=np.float64)
-    lengths = [np.asarray(x, dtype=np.int64) for x in doc_lengths]
+    lengths, doc_ids = list(doc_lengths), list(doc_ids)
+    for l in range(n_lang):  # empty documents hold no token; dropping them simplifies spans
+        lengths[l] = np.asarray(lengths[l], dtype=np.int64)
+        doc_ids[l] = np.asarray(doc_ids[l], dtype=np.int64)
+        if lengths[l].size and lengths[l].min() == 0:
+            nz = lengths[l] > 0
+            lengths[l], doc_ids[l] = lengths[l][nz], doc_ids[l][nz]
     tokens = np.array([int(x.sum()) for x in lengths], dtype=np.float64)
     mean_doc = np.array([t / max(1, len(x)) for t, x in zip(tokens, lengths)])
     mu = run_means(probs, mean_doc, rho, seq_length)
@@ -114,82 +120,96 @@ def build_packed_index(
     need = num_samples * seq_length + extra
     z = float(np.sum(pa * (1.0 - pa)))
     mean_run = float(np.sum(pa * (1.0 - pa) / z * mu[active]))
-    margin = 1.2
+    # Phase 1: run languages and per-language cumulative targets, cut where the targets alone
+    # already cover `need` (snapped run ends are >= their targets, so the real stream does too).
+    margin = 1.05
     while True:
-        n_runs = int(math.ceil(need / mean_run * margin)) + 16
-        n_draw = int(math.ceil(n_runs / max(1.0 - float(np.sum(pa**2)), 1e-9) * 1.1)) + 16
+        n_runs = int(math.ceil(need / mean_run * margin)) + 64
+        n_draw = int(math.ceil(n_runs / max(1.0 - float(np.sum(pa**2)), 1e-9) * 1.05)) + 64
         rng = np.random.default_rng([seed, split_id, 0])
         draws = active[rng.choice(len(active), size=n_draw, p=pa)].astype(np.int16)
         keep = np.empty(n_draw, dtype=bool)
         keep[0] = True
         np.not_equal(draws[1:], draws[:-1], out=keep[1:])
-        chain = draws[keep][:n_runs]
-        run_a = np.empty(chain.shape[0], dtype=np.int64)  # start in its language's stream
-        run_b = np.empty(chain.shape[0], dtype=np.int64)  # end (exclusive)
-        streams = []  # per language: (doc end positions, doc ids in stream order)
-        stream_base = 0
-        run_d0 = np.empty(chain.shape[0], dtype=np.int64)
-        run_d1 = np.empty(chain.shape[0], dtype=np.int64)
+        chain = draws[keep]
+        wheres, targets = [], []
+        inc = np.empty(chain.shape[0], dtype=np.int64)
         for l in range(n_lang):
             where = np.nonzero(chain == l)[0]
-            if where.size == 0:
-                streams.append((np.zeros(0, np.int64),) * 3)
-                continue
             k = where.size
-            rx = np.random.default_rng([seed, split_id, 1, l])
             if mu[l] <= 1.0:
-                targets = np.arange(1, k + 2, dtype=np.int64)
+                t = np.arange(0, k + 2, dtype=np.int64)
             else:
-                targets = np.floor(np.cumsum(rx.uniform(1.0, 2.0 * mu[l] - 1.0, size=k + 1)))
-                targets = targets.astype(np.int64)
-            n_docs = lengths[l].shape[0]
-            epochs = int(math.ceil(targets[-1] / tokens[l]))
-            rs = np.random.default_rng([seed, split_id, 2, l])
-            order = np.concatenate([rs.permutation(n_docs) for _ in range(epochs)])
-            lens = lengths[l][order]
-            ends = np.cumsum(lens)
-            ids = np.asarray(doc_ids[l], dtype=np.int64)[order]
-            nb = ends[np.searchsorted(ends, targets[:-1], side="left")]
-            e = np.where(nb < targets[1:], nb, targets[:-1])
-            run_b[where] = e
-            a = np.empty_like(e)
-            a[0] = 0
-            a[1:] = e[:-1]
-            run_a[where] = a
-            # documents holding the run's first and last token (ends is strictly increasing
-            # only over non-empty docs; 'right' skips empty ones)
-            run_d0[where] = np.searchsorted(ends, a, side="right") + stream_base
-            run_d1[where] = np.searchsorted(ends, e - 1, side="right") + stream_base
-            streams.append((ends, ids, lens))
-            stream_base += ends.shape[0]
-        run_len = run_b - run_a
-        run_g = np.cumsum(run_len) - run_len  # global start of each run
-        total = int(run_g[-1] + run_len[-1])
-        if total >= need:
+                rx = np.random.default_rng([seed, split_id, 1, l])
+                t = np.empty(k + 2, dtype=np.int64)
+                t[0] = 0
+                t[1:] = np.cumsum(rx.uniform(1.0, 2.0 * mu[l] - 1.0, size=k + 1))  # floor
+            inc[where] = np.diff(t[:-1])
+            wheres.append(where)
+            targets.append(t)
+        approx_end = np.cumsum(inc)
+        if approx_end[-1] >= need:
             break
         margin *= 2.0
+    n_runs = int(np.searchsorted(approx_end, need, side="left")) + 1
+    chain = chain[:n_runs]
 
-    n_runs = int(np.searchsorted(run_g, need, side="left"))  # runs starting before `need`
-    chain, run_a, run_g = chain[:n_runs], run_a[:n_runs], run_g[:n_runs]
-    run_d0, run_d1 = run_d0[:n_runs], run_d1[:n_runs]
-    stream_end = int(run_g[-1] + run_len[n_runs - 1])
-
-    all_ends = np.concatenate([s[0] for s in streams])
-    all_ids = np.concatenate([s[1] for s in streams])
-    all_lens = np.concatenate([s[2] for s in streams])
-    all_starts = all_ends - all_lens
+    # Phase 2: per language, its epochs of shuffled documents and the snapped run ends.
+    run_a = np.empty(n_runs, dtype=np.int64)  # run start in its language's stream
+    run_len = np.empty(n_runs, dtype=np.int64)
+    run_d0 = np.empty(n_runs, dtype=np.int64)  # stream doc holding the run's first token
+    run_d1 = np.empty(n_runs, dtype=np.int64)  # ... and its last token
+    starts_all, ids_all = [], []
+    base = 0
+    for l in range(n_lang):
+        where = wheres[l][: np.searchsorted(wheres[l], n_runs)]
+        k = where.size
+        if k == 0:
+            continue
+        t = targets[l][1 : k + 2]  # T_1 .. T_{k+1}
+        n_docs = lengths[l].shape[0]
+        epochs = int(math.ceil(t[-1] / tokens[l]))
+        rs = np.random.default_rng([seed, split_id, 2, l])
+        order = rs.permutation(n_docs) if epochs == 1 else np.concatenate(
+            [rs.permutation(n_docs) for _ in range(epochs)])
+        lens = lengths[l][order]
+        ends = np.cumsum(lens)
+        idx = np.searchsorted(ends, t[:-1], side="left")  # first doc ending at/after T_k
+        nb = ends[idx]
+        snap = nb < t[1:]  # a document boundary in [T_k, T_{k+1}): end the run there
+        e = np.where(snap, nb, t[:-1])
+        a = np.empty_like(e)
+        a[0] = 0
+        a[1:] = e[:-1]
+        d0 = np.empty_like(idx)
+        d0[0] = 0
+        d0[1:] = idx[:-1] + snap[:-1]  # empty docs were dropped, so the next doc starts at a
+        run_a[where] = a
+        run_len[where] = e - a
+        run_d0[where] = d0 + base
+        run_d1[where] = idx + base
+        starts_all.append(ends - lens)
+        ids_all.append(doc_ids[l][order])
+        base += n_docs * epochs
+    run_g = np.cumsum(run_len) - run_len  # global start of each run
+    stream_end = int(run_g[-1] + run_len[-1])
+    all_starts = np.concatenate(starts_all)
+    all_ids = np.concatenate(ids_all)
 
     counts = run_d1 - run_d0 + 1
     run_of = np.repeat(np.arange(n_runs, dtype=np.int64), counts)
     first = np.cumsum(counts) - counts
-    doc_pos = run_d0[run_of] + (np.arange(run_of.shape[0], dtype=np.int64) - first[run_of])
-    piece_start = np.maximum(all_starts[doc_pos], run_a[run_of])  # in the language stream
+    doc_pos = np.arange(run_of.shape[0], dtype=np.int64)
+    doc_pos += (run_d0 - first)[run_of]
+    doc_start = all_starts[doc_pos]
+    ra = run_a[run_of]
+    piece_start = np.maximum(doc_start, ra)  # in the language stream
     span_start = np.empty(run_of.shape[0] + 1, dtype=np.int64)
-    span_start[:-1] = run_g[run_of] + (piece_start - run_a[run_of])
+    np.add((run_g - run_a)[run_of], piece_start, out=span_start[:-1])
     span_start[-1] = stream_end
-    span_lang = chain[run_of].astype(np.int16)
+    span_lang = chain[run_of]
     span_doc = all_ids[doc_pos]
-    span_offset = piece_start - all_starts[doc_pos]
+    span_offset = piece_start - doc_start
 
     sample_first = np.searchsorted(
         span_start[:-1], np.arange(num_samples, dtype=np.int64) * seq_length, side="right") - 1
