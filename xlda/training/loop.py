@@ -108,8 +108,10 @@ class Trainer:
         self.model_config = tc
         tp = ps.get_tensor_model_parallel_world_size()
         self.flops_model = FlopsModel.from_model_config(cfg.model, cfg.model.padded_vocab_size(tp))
-        self.metrics = MetricsLogger(cfg.logging, self.flops_model, self.world, self.rank,
-                                     print_fn=self.print)
+        run_dir = cfg.training.run_dir or cfg.checkpoint.save
+        self.metrics = MetricsLogger(
+            cfg.logging, self.flops_model, self.world, self.rank, print_fn=self.print,
+            jsonl_path=str(Path(run_dir) / "metrics.jsonl") if run_dir else None)
         self.iteration = 0
         self._load()
         self._write_run_config()
@@ -161,11 +163,18 @@ class Trainer:
         ck = self._ckpt_module()
         if ck is None:
             raise RuntimeError("--load given but xlda.training.checkpointing is not available")
-        out = ck.load_checkpoint(load_dir, self.model_chunks, self.optimizer, self.scheduler)
+        finetune = self.cfg.checkpoint.finetune
+        out = ck.load_checkpoint(load_dir, self.model_chunks, self.optimizer,
+                                 None if finetune else self.scheduler,
+                                 run_config=self.cfg, load_optimizer=not finetune)
         if out is None:
             self.log0(f"[xlda] no checkpoint in {load_dir}; starting from scratch")
             return
         self.iteration, extra = out
+        if finetune:  # weights only: fresh iteration count, data position and schedule
+            self.iteration = 0
+            self.log0(f"[xlda] --finetune: loaded weights from {load_dir}, starting at 0")
+            return
         self.data.load_state_dict(extra["data"])
         self.switch.load_state_dict(extra["annealing"])
         self.log0(f"[xlda] resumed from {load_dir} at iteration {self.iteration} "

@@ -120,7 +120,7 @@ class MetricsLogger:
     """Aggregates per-iteration numbers; prints every ``log_interval``; mirrors to TensorBoard."""
 
     def __init__(self, logging_config, flops_model: FlopsModel, world_size: int,
-                 rank: int = 0, print_fn=print):
+                 rank: int = 0, print_fn=print, jsonl_path=None):
         self.cfg = logging_config
         self.flops_model = flops_model
         self.world_size = world_size
@@ -133,7 +133,20 @@ class MetricsLogger:
 
             self.writer = SummaryWriter(log_dir=logging_config.tensorboard_dir)
         self.history: list[dict] = []
+        self.jsonl = None
+        if rank == 0 and jsonl_path:
+            import os
+
+            os.makedirs(os.path.dirname(os.path.abspath(jsonl_path)), exist_ok=True)
+            self.jsonl = open(jsonl_path, "a")
         self._reset_window()
+
+    def _write(self, kind: str, entry: dict):
+        if self.jsonl is not None:
+            import json
+
+            self.jsonl.write(json.dumps({"kind": kind, **entry}) + "\n")
+            self.jsonl.flush()
 
     def _reset_window(self):
         self._t0 = time.perf_counter()
@@ -155,6 +168,7 @@ class MetricsLogger:
         entry.update(extra or {})
         if iteration % self.cfg.log_interval:
             self.history.append(entry)
+            self._write("train", entry)
             return None
         dt = max(time.perf_counter() - self._t0, 1e-9)
         entry["tokens_per_s"] = w["tokens"] / dt
@@ -163,6 +177,7 @@ class MetricsLogger:
         entry["mask_density"] = w["pairs"] / max(w["causal_pairs"], 1)
         entry["ms_per_iter"] = 1000 * dt / w["iters"]
         self.history.append(entry)
+        self._write("train", entry)
         if self.rank == 0:
             self.print(format_entry(entry))
             if self.writer is not None:
@@ -174,6 +189,7 @@ class MetricsLogger:
         return entry
 
     def log_eval(self, iteration: int, losses: dict):
+        self._write("eval", {"iteration": iteration, **losses})
         if self.rank == 0:
             self.print(f" eval @ {iteration:6d} | " +
                        " | ".join(f"{k} {v:.4f}" for k, v in losses.items()))
@@ -183,6 +199,8 @@ class MetricsLogger:
                 self.writer.flush()
 
     def close(self):
+        if self.jsonl is not None:
+            self.jsonl.close()
         if self.writer is not None:
             self.writer.close()
 
