@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from tokenizers import Tokenizer
 
 from xlda.paths import REPO_ROOT
@@ -171,3 +172,31 @@ def test_script_entry_point(corpus, tmp_path):
     r = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "build_tokenizer.py"), "--help"],
                        capture_output=True, text=True, cwd=REPO_ROOT)
     assert r.returncode == 0 and "--extend-tokens" in r.stdout and "<|endoftext|>" in r.stdout
+
+
+def test_added_tokens_are_reachable(built):
+    """Merges fire at encode time as in training: each added token that is whole UTF-8 text
+    encodes, on its own, to exactly its id."""
+    root, _ = built
+    tok, _ = load(root / "ext")
+    whole = 0
+    for t, i in tok.get_vocab().items():
+        if i < BASE:
+            continue
+        try:
+            text = token_bytes(t).decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # a partial-syllable step, not text on its own
+        whole += 1
+        assert tok.encode(text).ids == [i], (t, text)
+    assert whole >= (KO + ZH + JA) // 3  # about half are partial-UTF-8 steps
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(["파일을 ", "열고", "文件", "ファイル", " the", "é", "\n", "🔎", "<|endoftext|>", " "]),
+                max_size=12), st.text(max_size=20))
+def test_round_trip_property(built, pieces, tail):
+    root, _ = built
+    tok = Tokenizer.from_file(str(root / "ext" / "tokenizer.json"))
+    text = "".join(pieces) + tail
+    assert tok.decode(tok.encode(text).ids, skip_special_tokens=False) == text
