@@ -79,3 +79,11 @@ def load_converted(rank, world, load_dir, tp, pp, tokens):
     model = mc.build()
     load_checkpoint(load_dir, [model], None, None, load_optimizer=False, required=True)
     return logits(model, mc, tokens)
+
+
+def round_trip_2ranks(rank, world, tp2_dir, pp2_dir, src2_dir, model_dict, tokens):
+    """(logits of the TP=2 reshard, of the PP=2 reshard, of a fresh TP=2 source saved to src2_dir)."""
+    a = load_converted(rank, world, tp2_dir, 2, 1, tokens)
+    b = load_converted(rank, world, pp2_dir, 1, 2, tokens)
+    c = save_source(rank, world, src2_dir, 2, 1, model_dict, tokens, 20)
+    return a, b, c

@@ -103,7 +103,8 @@ def hf_to_mcore(cfg: ConvertConfig) -> Path:
         run_config["data"] = {"tokenizer_type": "HuggingFaceTokenizer",
                               "tokenizer_model": str(Path(cfg.tokenizer_model).resolve())}
     it = cfg.iteration or 0
-    out = mcore_io.write_model_checkpoint(cfg.save_dir, it, state, run_config,
+    objects = mcore_io.extra_state_objects(state, arch.num_layers)
+    out = mcore_io.write_model_checkpoint(cfg.save_dir, it, state, objects, run_config,
                                           mcore_io.fresh_xlda_state(it, f"hf:{Path(cfg.load_dir).resolve()}"))
     log.info("wrote megatron-core checkpoint %s for TP=%d PP=%d (no optimizer state)", out, tp, pp)
     return out
@@ -130,6 +131,7 @@ def mcore_to_mcore(cfg: ConvertConfig) -> Path:
     xlda_state = it_dir / mcore_io.XLDA_STATE
     if not xlda_state.exists():
         xlda_state = mcore_io.fresh_xlda_state(it, f"mcore:{it_dir.resolve()}")
-    out = mcore_io.write_model_checkpoint(cfg.save_dir, it, state, run_config, xlda_state)
+    objects = mcore_io.load_model_objects(it_dir)
+    out = mcore_io.write_model_checkpoint(cfg.save_dir, it, state, objects, run_config, xlda_state)
     log.info("resharded %s -> %s for TP=%d PP=%d (model only; no optimizer state)", it_dir, out, tp, pp)
     return out

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from torch.distributed.checkpoint.api import CheckpointException
 
 from xlda.checkpoint_conversion.arch import ConversionError
 
@@ -116,10 +117,49 @@ def _load_model_tensors(it_dir: Path) -> dict[str, torch.Tensor]:
     log.info("loading %d model tensors from %s", len(wanted), it_dir)
     try:
         loaded = dist_checkpointing.load(wanted, str(it_dir), validate_access_integrity=False)
-    except Exception as e:
-        raise ConversionError(f"{it_dir}: reading tensors failed ({type(e).__name__}: {e}); "
-                              "the checkpoint files are incomplete") from None
-    return {k: v for k, v in loaded.items()}
+    except (Exception, CheckpointException) as e:  # torch's CheckpointException is a BaseException
+        missing = re.search(r"No such file or directory: '([^']+)'", str(e))
+        what = f"{missing[1]} is missing" if missing else f"{type(e).__name__}: {str(e)[-500:]}"
+        raise ConversionError(f"{it_dir}: reading tensors failed ({what}); the checkpoint files are "
+                              "incomplete: use an earlier iteration with --iteration") from None
+    return {k: v for k, v in loaded.items() if k in wanted}  # (load() also returns content_metadata)
+
+
+def load_model_objects(it_dir: Path) -> list:
+    """The model's ShardedObjects (modules' ``_extra_state``, e.g. TE fp8 metadata), with data."""
+    from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.mapping import ShardedObject
+    from megatron.core.dist_checkpointing.serialization import load_sharded_metadata
+
+    with dist_session():
+        meta = load_sharded_metadata(str(it_dir))
+        objs = {k: v for k, v in meta.items() if isinstance(v, ShardedObject) and v.key.startswith(_MODEL_PREFIXES)}
+        if not objs:
+            return []
+        loaded = dist_checkpointing.load(objs, str(it_dir), validate_access_integrity=False)
+    return [ShardedObject(o.key, loaded[k], o.global_shape, o.global_offset, replica_id=0) for k, o in objs.items()]
+
+
+_LINEARS = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2", "eh_proj")
+
+
+def extra_state_objects(state: dict[str, torch.Tensor], num_layers: int) -> list:
+    """Empty ``_extra_state`` objects for the linear layers of a model written from plain tensors:
+    megatron-core's sharded_state_dict has one per linear (per layer) and loading requires them;
+    None is what a fresh local-spec module holds and what TE modules accept as "nothing saved"."""
+    from megatron.core.dist_checkpointing.mapping import ShardedObject
+
+    out = []
+    for key in state:
+        module, _, leaf = key.rpartition(".")
+        if leaf != "weight" or module.rpartition(".")[2] not in _LINEARS:
+            continue
+        if key.startswith("decoder.layers.") and not _PER_LAYER.match(key):  # stacked [L, ...]
+            out += [ShardedObject(f"{module}._extra_state", None, (num_layers,), (i,), replica_id=0)
+                    for i in range(num_layers)]
+        else:
+            out.append(ShardedObject(f"{module}._extra_state", None, (1,), (0,), replica_id=0))
+    return out
 
 
 def is_per_layer(state: dict) -> bool:
@@ -133,8 +173,8 @@ def fresh_xlda_state(iteration: int, converted_from: str) -> dict:
             "extra_state": {"converted_from": converted_from}, "rng_states": [], "layout": {}}
 
 
-def write_model_checkpoint(save_dir, iteration: int, state: dict[str, torch.Tensor], run_config: dict,
-                           xlda_state: dict | Path) -> Path:
+def write_model_checkpoint(save_dir, iteration: int, state: dict[str, torch.Tensor], objects: list,
+                           run_config: dict, xlda_state: dict | Path) -> Path:
     """Write ``{"model": ...}``, run_config.yaml and xlda_state.pt (a dict, or a file to copy), then
     the tracker file: "latest" never points at a partial checkpoint."""
     from megatron.core import dist_checkpointing
@@ -146,6 +186,8 @@ def write_model_checkpoint(save_dir, iteration: int, state: dict[str, torch.Tens
         raise ConversionError(f"{it_dir} already exists and is not empty; choose another --save-dir")
     it_dir.mkdir(parents=True, exist_ok=True)
     sharded = {k: ShardedTensor.from_rank_offsets(k, t.contiguous(), replica_id=0) for k, t in state.items()}
+    for o in objects:
+        sharded[o.unique_key] = o
     meta = {"singleton_local_shards": False, "non_homogeneous_layers": is_per_layer(state)}
     log.info("writing %d model tensors to %s", len(sharded), it_dir)
     with dist_session():
