@@ -1,0 +1,1 @@
+"""Command-line entry points (`xlda-preprocess`, ...); each module has `main(argv=None)`."""
