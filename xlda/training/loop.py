@@ -306,8 +306,15 @@ class Trainer:
         return h
 
     def train(self) -> TrainResult:
+        signals = self._signal_handler() if self.cfg.checkpoint.exit_on_signal else None
+        try:
+            return self._train(signals)
+        finally:
+            if signals is not None:
+                signals.release()  # restore the previous SIGTERM/SIGUSR1 handlers
+
+    def _train(self, signals) -> TrainResult:
         cfg, t = self.cfg, self.cfg.training
-        signals = self._signal_handler() if cfg.checkpoint.exit_on_signal else None
         result = TrainResult(self.iteration, "finished")
         self.log0(f"[xlda] training: iterations {self.iteration + 1}..{t.train_iters}, "
                   f"global batch {t.global_batch_size} = {self.num_microbatches} micro-batches x "
