@@ -4,6 +4,7 @@ Prints, per sequence length, time(executor) / time(SDPA is_causal=True) measured
   sdpa-dense   SDPA with the dense bool mask (mask built once, outside the timing)
   thd-ref      the THD decomposition with the torch reference varlen kernel (one SDPA/segment)
   flex         flex_attention with the cached BlockMask (compiled when it compiles, else eager)
+  thd-<kernel> the THD decomposition with a fused varlen kernel (CUDA: flash_attn / torch varlen_attn)
   index-build  build_thd_layout (pure index math, once per micro-batch)
   blockmask    create_block_mask (once per micro-batch)
 Then the K/V expansion / FLOPs ratio of packed samples: through xlda.data's real packer on
@@ -33,14 +34,21 @@ warnings.filterwarnings("ignore")
 
 from xlda.attention.params import MaskParams  # noqa: E402
 from xlda.attention.stats import expansion_from_ids, expansion_from_lengths  # noqa: E402
-from xlda.attention.thd import build_thd_layout, thd_attention_reference  # noqa: E402
+from xlda.attention.thd import (  # noqa: E402
+    build_thd_layout, fused_varlen_kernel, thd_attention_fused, thd_attention_reference,
+)
 
 
 def corpus_lengths() -> dict[str, np.ndarray]:
     from xlda.paths import corpus_dir
 
     out: dict[str, list[int]] = {}
-    for f in sorted(Path(corpus_dir()).glob("*.jsonl.gz")):
+    files = sorted(Path(corpus_dir()).glob("*.jsonl.gz"))
+    if not files:  # e.g. on a GPU box without ../shared: lognormal lengths, median ~300 tokens
+        rng = np.random.default_rng(0)
+        print(f"no corpus at {corpus_dir()}; using lognormal document lengths")
+        return {l: np.maximum(1, rng.lognormal(np.log(300), 1.0, 2000).astype(int)) for l in ("en", "ko", "ja", "zh")}
+    for f in files:
         with gzip.open(f, "rt", encoding="utf-8") as fh:
             for line in fh:
                 rec = json.loads(line)
@@ -117,6 +125,12 @@ def bench_attention(S, B, H, D, lengths, device, dtype, backward, reps):
     res["causal-sdpa (s)"] = base
     res["sdpa-dense"] = timeit(run(lambda: sdpa(q, k, v, attn_mask=dense)), device, reps) / base
     res["thd-ref"] = timeit(run(lambda: thd_attention_reference(flat(q), flat(k), flat(v), layout)), device, reps) / base
+    kernel = fused_varlen_kernel()
+    if kernel is not None and dtype in (torch.float16, torch.bfloat16):
+        try:
+            res[f"thd-{kernel[0]}"] = timeit(run(lambda: thd_attention_fused(flat(q), flat(k), flat(v), layout)), device, reps) / base
+        except Exception as e:  # noqa: BLE001
+            print(f"  fused varlen kernel {kernel[0]} failed: {type(e).__name__}: {str(e)[:160]}")
     bm = mp.block_mask()
     flex_fn, kind = flex_attention, "eager"
     try:

@@ -164,3 +164,57 @@ def thd_attention_reference(
     return varlen_attention_reference(
         q, kg, vg, layout.cu_seqlens_q, layout.cu_seqlens_kv, scale=scale, dropout_p=dropout_p
     )
+
+
+def fused_varlen_kernel():
+    """(name, fn) of a fused varlen kernel usable for the THD layout on this machine, or None.
+
+    fn(q, k, v, cu_q, cu_kv, max_q, max_kv, scale) -> [T_q, H, D], causal bottom-right aligned
+    (flash-attention's causal convention for varlen, which the GPU check verifies against the
+    oracle). Tries flash_attn, then torch.nn.attention.varlen.varlen_attn; CUDA only.
+    """
+    if not torch.cuda.is_available():
+        return None
+    try:
+        from flash_attn import flash_attn_varlen_func
+
+        def fa(q, k, v, cu_q, cu_kv, max_q, max_kv, scale=None):
+            return flash_attn_varlen_func(q, k, v, cu_q, cu_kv, max_q, max_kv,
+                                          softmax_scale=scale, causal=True)
+
+        return "flash_attn", fa
+    except ImportError:
+        pass
+    try:
+        import inspect
+
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    params = inspect.signature(varlen_attn).parameters
+
+    def tv(q, k, v, cu_q, cu_kv, max_q, max_kv, scale=None):
+        if q.shape[1] != k.shape[1] and "enable_gqa" not in params:
+            k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+            v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+        kw = {"scale": scale}
+        if "enable_gqa" in params:
+            kw["enable_gqa"] = q.shape[1] != k.shape[1]
+        if "window_size" in params:
+            kw["window_size"] = (-1, 0)  # causal
+        else:
+            kw["is_causal"] = True
+        return varlen_attn(q, k, v, cu_q, cu_kv, max_q, max_kv, **kw)
+
+    return "torch.varlen_attn", tv
+
+
+def thd_attention_fused(q, k, v, layout: ThdLayout, scale=None) -> torch.Tensor:
+    """Like thd_attention_reference but with the fused varlen kernel (CUDA, fp16/bf16)."""
+    kernel = fused_varlen_kernel()
+    if kernel is None:
+        raise RuntimeError("no fused varlen kernel (flash_attn / torch varlen_attn on CUDA) available")
+    kg = k.index_select(0, layout.kv_index)
+    vg = v.index_select(0, layout.kv_index)
+    return kernel[1](q, kg, vg, layout.cu_seqlens_q, layout.cu_seqlens_kv,
+                     layout.max_seqlen_q, layout.max_seqlen_kv, scale)
