@@ -163,6 +163,7 @@ def test_missing_file_and_bad_flags(corpus, tmp_path, capsys):
         (["--extend-tokens", "ko=-1", "--extend-input", "ko=x"], "must be >= 0"),
         (["--extend-tokens", "xx=3", "--extend-input", "xx=x"], "no target script known for language 'xx'"),
         (["--base-vocab-size", "100"], "must exceed 259"),
+        (["--sweep-ko-tokens", "5", "--heldout-fraction", "0", "--extend-input", "ko=x"], "use --heldout-fraction > 0"),
     ]:
         assert main(args(corpus, tmp_path, *extra, langs=())) == 2, extra
         assert msg in capsys.readouterr().err, extra

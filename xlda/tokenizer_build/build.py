@@ -57,6 +57,8 @@ class TokenizerBuildConfig:
         if self.sweep_tokens is not None:
             if not self.sweep_tokens or any(n < 0 for n in self.sweep_tokens):
                 raise ValueError(f"sweep sizes must be non-negative integers, got {self.sweep_tokens}")
+            if self.heldout_fraction == 0:
+                raise ValueError("the sweep measures held-out text: use --heldout-fraction > 0")
             if self.sweep_lang not in have:
                 raise ValueError(f"sweep over {self.sweep_lang} needs --extend-input {self.sweep_lang}=PATH")
         for p in self.base_inputs + [p for _, p in self.extend_inputs + self.eval_inputs]:
