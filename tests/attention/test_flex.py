@@ -50,3 +50,22 @@ def test_block_mask_cached_once_per_micro_batch():
     assert mp.block_mask() is mp.block_mask()
     assert mp.dense() is mp.dense() and mp.thd_layout() is mp.thd_layout()
     assert MaskParams(doc, lang).block_mask() is not mp.block_mask()
+
+
+@pytest.mark.slow  # one CPU compile of flex_attention takes ~1 min
+def test_compiled_flex_does_not_recompile_per_micro_batch():
+    """A fresh MaskParams (new mask_mod closure) per micro-batch must reuse the compiled kernel."""
+    import torch._dynamo
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = torch.randn(2, 4, 256, 32), torch.randn(2, 2, 256, 32), torch.randn(2, 2, 256, 32)
+    old = torch._dynamo.config.error_on_recompile
+    try:
+        for i in range(3):
+            doc, lang = batch(*[random_row(256, g, max_doc=60) for _ in range(2)])
+            mp = MaskParams(doc, lang)
+            out = flex_attention_bhsd(q, k, v, mp.block_mask(), compiled=True)
+            torch.testing.assert_close(out, dense_reference(q, k, v, mp.dense()), atol=1e-5, rtol=1e-5)
+            torch._dynamo.config.error_on_recompile = True
+    finally:
+        torch._dynamo.config.error_on_recompile = old

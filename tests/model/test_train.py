@@ -105,3 +105,18 @@ def test_mtp_trains_with_xlda_mask(megatron_single, monkeypatch):
 def l_thd_matches(model, data, expected):
     got = train(model, data)
     return got == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_selective_recompute_and_attention_dropout_run_with_mask_params(megatron_single):
+    ref = build("thd")
+    state = {k: v.clone() for k, v in ref.state_dict().items() if v is not None}
+    rec = build("thd", state, recompute_granularity="selective")
+    data = batches(200, n=2)
+    assert train(rec, data) == pytest.approx(train(ref, data), rel=1e-5, abs=1e-6)
+    drop = build("sdpa", state, attention_dropout=0.5)
+    b = data[0]
+    train_loss = loss_of(drop, b)
+    train_loss.backward()
+    drop.eval()
+    with torch.no_grad():
+        assert loss_of(drop, b).item() != pytest.approx(train_loss.item(), rel=1e-4)
