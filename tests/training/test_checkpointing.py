@@ -84,7 +84,7 @@ def _check_roundtrip(r):
 
 
 def test_roundtrip_one_process(tmp_path):
-    (r,) = run_distributed(_roundtrip_job, 1, (TinySetup(), str(tmp_path), True), timeout=240)
+    (r,) = run_distributed(_roundtrip_job, 1, (TinySetup(), str(tmp_path), True))
     _check_roundtrip(r)
     assert "simulated crash" in r["crash"]
     assert r["iters_after_crash"] == [2, 4] and r["latest_after_crash"] == 2
@@ -94,7 +94,7 @@ def test_roundtrip_one_process(tmp_path):
 
 
 def test_roundtrip_tp2(tmp_path):
-    rs = run_distributed(_roundtrip_job, 2, (TinySetup(tp=2), str(tmp_path), False), timeout=300)
+    rs = run_distributed(_roundtrip_job, 2, (TinySetup(tp=2), str(tmp_path), False))
     for r in rs:
         _check_roundtrip(r)
     state = torch.load(tmp_path / "iter_0000002" / ck.STATE_FILE, weights_only=False)

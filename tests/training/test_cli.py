@@ -26,7 +26,7 @@ def test_flags_override_recipe():
     assert cfg.data.language_paths() == {"en": ["/d/c_en_text_document"], "ko": ["/d/c_ko_text_document"]}
     assert cfg.model.mtp_num_layers == 1 and not cfg.model.add_bias_linear and cfg.model.bf16
     # untouched recipe values stay
-    assert cfg.training.train_iters == 60 and cfg.model.hidden_size == 128
+    assert cfg.training.train_iters == 40 and cfg.model.hidden_size == 128
 
 
 def test_unknown_flag_is_a_clear_error(capsys):

@@ -86,15 +86,15 @@ def _check(results, exit_reason):
 
 
 def test_resume_tp1(tmp_path):
-    _check(run_distributed(_resume_job, 1, (1, 1, str(tmp_path), False), timeout=300),
+    _check(run_distributed(_resume_job, 1, (1, 1, str(tmp_path), False)),
            "exit_interval")
 
 
 def test_resume_tp2_after_signal_on_one_rank(tmp_path):
-    _check(run_distributed(_resume_job, 2, (2, 1, str(tmp_path), True), timeout=400), "signal")
+    _check(run_distributed(_resume_job, 2, (2, 1, str(tmp_path), True)), "signal")
 
 
 @pytest.mark.slow
 def test_resume_tp2_pp2(tmp_path):
-    _check(run_distributed(_resume_job, 4, (2, 2, str(tmp_path), False), timeout=900),
+    _check(run_distributed(_resume_job, 4, (2, 2, str(tmp_path), False)),
            "exit_interval")

@@ -33,7 +33,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank, world_size, port, fn, args, env, results):
+def _worker(rank, world_size, port, fn, args, env, results, shims):
     os.environ.update(env)
     os.environ.update(
         RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
@@ -44,9 +44,10 @@ def _worker(rank, world_size, port, fn, args, env, results):
         import torch.distributed as dist
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-        from xlda import cpu_shims
+        if shims:  # imports megatron-core: seconds per process, so optional
+            from xlda import cpu_shims
 
-        cpu_shims.maybe_install()
+            cpu_shims.maybe_install()
         dist.init_process_group("gloo", rank=rank, world_size=world_size)
         try:
             out = fn(rank, world_size, *args)
@@ -60,12 +61,10 @@ def _worker(rank, world_size, port, fn, args, env, results):
 def _teardown():
     import torch.distributed as dist
 
-    try:
-        from megatron.core import parallel_state
+    import sys
 
-        parallel_state.destroy_model_parallel()
-    except Exception:
-        pass
+    if "megatron.core.parallel_state" in sys.modules:
+        sys.modules["megatron.core.parallel_state"].destroy_model_parallel()
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -74,10 +73,15 @@ def run_distributed(
     fn: Callable[..., Any],
     world_size: int,
     args: Sequence[Any] = (),
-    timeout: float = 300.0,
+    timeout: float = 600.0,
     env: dict[str, str] | None = None,
+    shims: bool = True,
 ) -> list[Any]:
-    """Run ``fn(rank, world_size, *args)`` on ``world_size`` gloo ranks; return results by rank."""
+    """Run ``fn(rank, world_size, *args)`` on ``world_size`` gloo ranks; return results by rank.
+
+    ``shims``: install xlda.cpu_shims (needed for megatron-core) first. ``timeout`` only guards
+    against hangs: keep it generous, shared CI machines can be many times slower than usual.
+    """
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     port = free_port()
@@ -85,7 +89,7 @@ def run_distributed(
     child_env.update(env or {})
     procs = [
         ctx.Process(
-            target=_worker, args=(r, world_size, port, fn, tuple(args), child_env, results),
+            target=_worker, args=(r, world_size, port, fn, tuple(args), child_env, results, shims),
             daemon=False,
         )
         for r in range(world_size)
