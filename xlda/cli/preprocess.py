@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     )
     try:
         report = cfg.build().run()
-    except (PreprocessError, TokenizerError, ValueError, RuntimeError) as e:
+    except (PreprocessError, TokenizerError, ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
