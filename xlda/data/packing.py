@@ -38,10 +38,10 @@ ARRAY_NAMES = ("span_start", "span_lang", "span_doc", "span_offset", "sample_fir
 class PackedIndex:
     span_start: np.ndarray  # int64 [n_spans + 1]: global stream position; last = stream end
     span_lang: np.ndarray  # int16 [n_spans]: index into languages
-    span_doc: np.ndarray  # int64 [n_spans]: document id in that language's indexed dataset
-    span_offset: np.ndarray  # int64 [n_spans]: token offset of the span inside the document
-    sample_first_span: np.ndarray  # int64 [n_samples]: span holding the sample's first token
-    shuffle: np.ndarray  # int64 [n_samples]: dataset idx -> sample number
+    span_doc: np.ndarray  # int32/64 [n_spans]: document id in its language's indexed dataset
+    span_offset: np.ndarray  # int32/64 [n_spans]: token offset of the span inside the document
+    sample_first_span: np.ndarray  # int32/64 [n_samples]: span holding the sample's first token
+    shuffle: np.ndarray  # int32/64 [n_samples]: dataset idx -> sample number
 
     def arrays(self) -> dict:
         return {name: getattr(self, name) for name in ARRAY_NAMES}
@@ -127,7 +127,12 @@ def build_packed_index(
         n_runs = int(math.ceil(need / mean_run * margin)) + 64
         n_draw = int(math.ceil(n_runs / max(1.0 - float(np.sum(pa**2)), 1e-9) * 1.05)) + 64
         rng = np.random.default_rng([seed, split_id, 0])
-        draws = active[rng.choice(len(active), size=n_draw, p=pa)].astype(np.int16)
+        # inverse-CDF by comparisons: ~6x faster than Generator.choice(p=...) for few languages
+        u = rng.random(n_draw, dtype=np.float32)
+        pick = np.zeros(n_draw, dtype=np.int16)
+        for c in np.cumsum(pa)[:-1].astype(np.float32):
+            pick += u >= c
+        draws = active.astype(np.int16)[pick]
         keep = np.empty(n_draw, dtype=bool)
         keep[0] = True
         np.not_equal(draws[1:], draws[:-1], out=keep[1:])
@@ -214,6 +219,13 @@ def build_packed_index(
     sample_first = np.searchsorted(
         span_start[:-1], np.arange(num_samples, dtype=np.int64) * seq_length, side="right") - 1
     shuffle = np.random.default_rng([seed, split_id, 3]).permutation(num_samples)
-    return PackedIndex(span_start, span_lang, span_doc, span_offset,
-                       sample_first.astype(np.int64), shuffle.astype(np.int64))
+    return PackedIndex(span_start, span_lang.astype(np.int16), _small(span_doc),
+                       _small(span_offset), _small(sample_first), _small(shuffle))
+
+
+def _small(a: np.ndarray) -> np.ndarray:
+    """int32 when it fits (as Megatron's indices): halves the cache files and their writes."""
+    if a.size == 0 or (a.max() < 2**31 - 1 and a.min() >= -(2**31)):
+        return a.astype(np.int32)
+    return a.astype(np.int64)
 
