@@ -342,13 +342,15 @@ class Trainer:
                                 extra={"consumed_samples": self.data.consumed_samples,
                                        "annealing": int(self.data.use_annealing)})
             if t.eval_interval and self.iteration % t.eval_interval == 0:
-                ev = self.evaluate()
+                with self.metrics.paused():
+                    ev = self.evaluate()
                 if ev:
                     self.metrics.log_eval(self.iteration, ev)
                     result.eval_history.append({"iteration": self.iteration, **ev})
             ck = cfg.checkpoint
             if ck.save and ck.save_interval and self.iteration % ck.save_interval == 0:
-                self.save()
+                with self.metrics.paused():
+                    self.save()
             if signals is not None and signals.triggered():
                 self.log0(f"[xlda] signal received: saving at iteration {self.iteration} and exiting")
                 self.save()

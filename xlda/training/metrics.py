@@ -6,6 +6,7 @@ XLDA or document mask is credited with the work it really needs, not a causal tr
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -187,6 +188,15 @@ class MetricsLogger:
                 self.writer.flush()
         self._reset_window()
         return entry
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Time spent inside (eval, checkpoint saves) does not count toward throughput."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._t0 += time.perf_counter() - t
 
     def log_eval(self, iteration: int, losses: dict):
         self._write("eval", {"iteration": iteration, **losses})
