@@ -189,7 +189,7 @@ def write_model_checkpoint(save_dir, iteration: int, state: dict[str, torch.Tens
     for o in objects:
         sharded[o.unique_key] = o
     meta = {"singleton_local_shards": False, "non_homogeneous_layers": is_per_layer(state)}
-    log.info("writing %d model tensors to %s", len(sharded), it_dir)
+    log.info("writing %d model tensors and %d _extra_state objects to %s", len(state), len(objects), it_dir)
     with dist_session():
         dist_checkpointing.save({"model": sharded}, str(it_dir), content_metadata=meta)
     (it_dir / RUN_CONFIG).write_text(yaml.safe_dump(run_config, sort_keys=False))
