@@ -17,6 +17,8 @@ Model (all numpy, no per-document Python loop):
 3. Guarantee. x <= 2*mu_l - 1 with mu_l <= (S + 1) / 4 bounds every run to <= S - 1 tokens.
    A window of S input tokens therefore always contains a run boundary, and adjacent runs have
    different languages: every sample holds >= 2 languages, by construction, for any alignment.
+   The cost: when mean_doc / rho exceeds ~S/4 tokens the run means are scaled down (ratios kept,
+   so shares still converge to P) and languages switch more often than rho alone would give.
 4. Samples are consecutive windows of S (+1 extra label token, as Megatron) of the global
    stream; sample order is shuffled with a seeded permutation (as Megatron's shuffle index).
 
