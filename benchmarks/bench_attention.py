@@ -135,7 +135,7 @@ def bench_attention(S, B, H, D, lengths, device, dtype, backward, reps):
     flex_fn, kind = flex_attention, "eager"
     try:
         cf = torch.compile(flex_attention, dynamic=False)
-        cf(q, k, v, block_mask=bm)
+        cf(q.detach(), k.detach(), v.detach(), block_mask=bm)
         flex_fn, kind = cf, "compiled"
     except Exception as e:  # noqa: BLE001  (report and fall back)
         print(f"  flex compile failed on {device.type}: {type(e).__name__}: {str(e)[:120]}; using eager")
@@ -199,7 +199,7 @@ def summarize(name, stats):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seq", type=int, nargs="+", default=[1024, 4096])
-    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--head-dim", type=int, default=64)
     ap.add_argument("--backward", action="store_true", help="time forward+backward")
