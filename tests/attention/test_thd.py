@@ -31,9 +31,21 @@ def test_layout_exact_document_and_causal():
     assert C.expansion_ratio == 1.0
 
 
+def test_layout_resumed_document():
+    # en doc 0 is cut by a ko doc and resumes: its second piece sees its first piece and doc 1.
+    doc, lang = torch.tensor([[0, 0, 1, 0]]), torch.tensor([[0, 0, 1, 0]])
+    L = build_thd_layout(doc, lang, "xlda")
+    assert L.cu_seqlens_q.tolist() == [0, 2, 3, 4]
+    assert L.cu_seqlens_kv.tolist() == [0, 2, 5, 9]
+    assert L.kv_index.tolist() == [0, 1, 0, 1, 2, 0, 1, 2, 3]
+    D = build_thd_layout(doc, lang, "document")
+    assert D.cu_seqlens_kv.tolist() == [0, 2, 3, 6]
+    assert D.kv_index.tolist() == [0, 1, 2, 0, 1, 3]
+    for mode in ("xlda", "document"):
+        check_equivalence(doc, lang, mode)
+
+
 def test_layout_errors():
-    with pytest.raises(ValueError, match="more than one run"):
-        build_thd_layout(torch.tensor([[0, 1, 0]]), torch.tensor([[0, 1, 0]]), "xlda")
     with pytest.raises(ValueError, match=r"lang_ids\[0\]: token 1 .*one language per document"):
         build_thd_layout(torch.tensor([[0, 0, 1]]), torch.tensor([[0, 1, 1]]), "xlda")
 
@@ -98,6 +110,24 @@ def test_thd_equals_oracle_mha_and_fp32(mode):
 def test_thd_equals_oracle_random(seed, S, B, mode):
     g = torch.Generator().manual_seed(seed)
     doc, lang = batch(*[random_row(S, g) for _ in range(B)])
+    L = build_thd_layout(doc, lang, mode)
+    assert L.attended_pairs == int(dense_mask(doc, lang, mode).sum())
+    check_equivalence(doc, lang, mode, seed=seed)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), S=st.integers(1, 32),
+       mode=st.sampled_from(["xlda", "document", "causal"]))
+def test_thd_equals_oracle_with_resumed_documents(seed, S, mode):
+    # Runs drawn from a small pool of documents, so a document often resumes later in the row;
+    # each document keeps one language (doc id d has language d % 3).
+    g = torch.Generator().manual_seed(seed)
+    doc = []
+    while len(doc) < S:
+        d = int(torch.randint(0, 5, (1,), generator=g))
+        doc += [d] * int(torch.randint(1, 6, (1,), generator=g))
+    doc = torch.tensor([doc[:S]])
+    lang = doc % 3
     L = build_thd_layout(doc, lang, mode)
     assert L.attended_pairs == int(dense_mask(doc, lang, mode).sum())
     check_equivalence(doc, lang, mode, seed=seed)

@@ -1,9 +1,13 @@
 """The THD decomposition of the XLDA mask (what TE's varlen kernel runs), in pure torch.
 
 Tokens of the micro-batch are flattened to T = B*S rows (row-major: b*S + s). Each query
-document j (a maximal run of equal doc id) is one varlen segment; its key/value set is
+segment j (a maximal run of equal doc id) is one varlen segment; its key/value set is
 
-    [earlier tokens of the row in other languages] ++ [document j itself]
+    [earlier tokens of the row in other languages or of the same document] ++ [segment j]
+
+A document may occur in several runs of one row: the packer cuts a long document at a run
+boundary and may resume it after another language within the same sample. The later run then
+also sees the document's earlier pieces, exactly as the dense mask says.
 
 gathered from the (post-RoPE) K/V with one index. Inside a (q-segment, kv-set) pair the mask is
 causal aligned bottom-right: query i of a length-n segment with a length-L kv set sees kv rows
@@ -46,18 +50,13 @@ class ThdLayout:
         return self.attended_pairs / max(self.causal_pairs, 1)
 
 
-def doc_segments(doc_row: torch.Tensor, where: str = "") -> tuple[torch.Tensor, torch.Tensor]:
-    """(starts, ends) of the maximal runs of equal doc id in one row; each doc must be one run."""
+def doc_segments(doc_row: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(starts, ends) of the maximal runs of equal doc id in one row."""
     S = doc_row.numel()
     change = torch.ones(S, dtype=torch.bool, device=doc_row.device)
     change[1:] = doc_row[1:] != doc_row[:-1]
     starts = torch.nonzero(change).flatten()
     ends = torch.cat([starts[1:], starts.new_tensor([S])])
-    if torch.unique(doc_row).numel() != starts.numel():
-        raise ValueError(
-            f"doc_ids{where}: a document id occurs in more than one run; documents must be "
-            "contiguous within a sequence (renumber split pieces as separate documents)"
-        )
     return starts, ends
 
 
@@ -77,9 +76,12 @@ def build_thd_layout(doc_ids: torch.Tensor, lang_ids: torch.Tensor, mode: str = 
             pairs += S * (S + 1) // 2
             continue
         doc, lang = doc_ids[b], lang_ids[b]
-        starts, ends = doc_segments(doc, where=f"[{b}]")
+        starts, ends = doc_segments(doc)
         seg_doc = doc[starts]
-        incl = doc[None, :] == seg_doc[:, None]  # [N, S]
+        before = t[None, :] < starts[:, None]  # [N, S]
+        in_seg = ~before & (t[None, :] < ends[:, None])
+        # Earlier pieces of the same document (a resumed document), then the segment itself.
+        incl = in_seg | (before & (doc[None, :] == seg_doc[:, None]))
         if mode == "xlda":
             seg_lang = lang[starts]
             seg_of_tok = torch.repeat_interleave(torch.arange(starts.numel(), device=dev), ends - starts)
@@ -91,7 +93,7 @@ def build_thd_layout(doc_ids: torch.Tensor, lang_ids: torch.Tensor, mode: str = 
                     f"{int(doc[s])} starts with {int(lang[starts[seg_of_tok[s]]])}; xlda needs "
                     "one language per document"
                 )
-            incl = incl | ((t[None, :] < starts[:, None]) & (lang[None, :] != seg_lang[:, None]))
+            incl = incl | (before & (lang[None, :] != seg_lang[:, None]))
         seg, tok = torch.nonzero(incl, as_tuple=True)  # row-major: per segment, tokens in order
         n = ends - starts
         L = torch.bincount(seg, minlength=starts.numel())
