@@ -65,9 +65,24 @@ def _roundtrip_job(rank, world, s: TinySetup, save_dir: str, extended: bool):
     out["latest_after_crash"] = ck.read_latest(save_dir)
     out["iters_after_crash"] = ck.list_iterations(save_dir)
     out["load_after_crash"] = ck.load_checkpoint(save_dir, model2, opt2, sched2)[0]
+    # A crash while the shards are being written leaves only a hidden .partial dir.
+    real_gather = ck.rng.gather
+    ck.rng.gather = crash
+    try:
+        ck.save_checkpoint(save_dir, 5, model2, opt2, sched2, {})
+    except RuntimeError:
+        pass
+    ck.rng.gather = real_gather
+    out["iters_mid_crash"] = ck.list_iterations(save_dir)
+    out["partial_left"] = (Path(save_dir) / ".iter_0000005.partial").is_dir()
+    # Re-saving an existing iteration replaces it.
+    ck.save_checkpoint(save_dir, 4, model2, opt2, sched2, {"consumed_samples": 17})
+    out["resaved_extra"] = ck.load_checkpoint(save_dir, model2, opt2, sched2)[1]
     # keep_last=2 keeps the two newest complete iteration dirs.
     for i in (6, 8):
+        t0 = time.perf_counter()
         ck.save_checkpoint(save_dir, i, model2, opt2, sched2, {}, keep_last=2)
+        out["later_save_s"] = time.perf_counter() - t0
     out["iters_keep_last"] = ck.list_iterations(save_dir)
     out["latest_keep_last"] = ck.read_latest(save_dir)
     return out
@@ -89,8 +104,11 @@ def test_roundtrip_one_process(tmp_path):
     assert "simulated crash" in r["crash"]
     assert r["iters_after_crash"] == [2, 4] and r["latest_after_crash"] == 2
     assert r["load_after_crash"] == 2
+    assert r["iters_mid_crash"] == [2, 4] and r["partial_left"]
+    assert r["resaved_extra"] == {"consumed_samples": 17}
     assert r["iters_keep_last"] == [6, 8] and r["latest_keep_last"] == 8
-    print(f"save {r['save_s']:.2f}s load {r['load_s']:.2f}s")
+    print(f"first save {r['save_s']:.2f}s, later save {r['later_save_s']:.2f}s, "
+          f"load {r['load_s']:.2f}s")
 
 
 def test_roundtrip_tp2(tmp_path):

@@ -7,6 +7,9 @@ Layout (docs/CONTRACTS.md, "Checkpoints")::
     <save>/iter_0000100/run_config.yaml the resolved RunConfig (when given)
     <save>/latest_checkpointed_iteration.txt   temp file + rename, after every rank finished
 
+An iteration is first written to ``<save>/.iter_0000100.partial/`` and renamed when every rank
+is done, so a crash leaves neither a partial ``iter_`` dir nor a "latest" pointing at one.
+
 Model state is ``{"model": chunk.sharded_state_dict()}`` for one model chunk and, as in
 Megatron-LM, ``{"model0": ..., "model1": ...}`` for virtual-pipeline chunks. Because tensors are
 stored by their global shape (ShardedTensor), a checkpoint can be loaded into another TP/PP/DP
@@ -149,10 +152,12 @@ def save_checkpoint(
 
     t0 = time.perf_counter()
     save_dir = Path(save_dir)
-    target = iter_dir(save_dir, iteration)
+    final = iter_dir(save_dir, iteration)
+    # Written under a temporary name and renamed once complete: an iter_ dir is never partial.
+    target = save_dir / f".{final.name}.partial"
     if _rank() == 0:
         save_dir.mkdir(parents=True, exist_ok=True)
-        if target.exists():  # leftover of a crashed save of the same iteration
+        if target.exists():  # leftover of a crashed save
             shutil.rmtree(target)
         target.mkdir()
     _barrier()
@@ -176,16 +181,24 @@ def save_checkpoint(
             (target / RUN_CONFIG_FILE).write_text(
                 yaml.safe_dump(_plain(run_config.to_dict()), sort_keys=False)
             )
-    _barrier()  # every rank's shards are on disk before "latest" may point at them
+    _barrier()  # every rank's shards are on disk before the rename and "latest"
     if _rank() == 0:
+        if final.exists():  # re-save of an iteration: swap, then drop the old copy
+            old = save_dir / f".{final.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(target, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(target, final)
         _write_latest(save_dir, iteration)
         if keep_last:
             for old in list_iterations(save_dir)[:-keep_last]:
                 if old != iteration:
                     shutil.rmtree(iter_dir(save_dir, old), ignore_errors=True)
     _barrier()
-    logger.info("saved checkpoint %s in %.2fs", target, time.perf_counter() - t0)
-    return target
+    logger.info("saved checkpoint %s in %.2fs", final, time.perf_counter() - t0)
+    return final
 
 
 def _plain(obj):
