@@ -77,6 +77,9 @@ JobRequeue=1
 KillWait=10
 SlurmdTimeout=60
 InactiveLimit=0
+# Generous RPC/launch timeouts: test machines are often oversubscribed (load >> cores).
+MessageTimeout=60
+BatchStartTimeout=120
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF

@@ -78,8 +78,16 @@ class Cluster:
         tail = ""
         if log is not None and log.exists():
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        ctld = "\nslurmctld.log tail:\n" + self.ctld_log_tail()
         raise AssertionError(f"job {job_id}: not {what} after {timeout:.0f}s; state "
-                             f"{info.get('JobState')} reason {info.get('Reason')}\nlog tail:\n{tail}")
+                             f"{info.get('JobState')} reason {info.get('Reason')}\nlog tail:\n{tail}"
+                             + ctld)
+
+    def ctld_log_tail(self, n: int = 20) -> str:
+        if self.started_dir is None or not (self.started_dir / "slurmctld.log").exists():
+            return ""
+        lines = (self.started_dir / "slurmctld.log").read_text(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
 
     def wait_done(self, job_id: int, timeout: float, log: Path | None = None) -> dict:
         final = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
