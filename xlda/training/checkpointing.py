@@ -261,11 +261,14 @@ def load_checkpoint(
     iteration: int | None = None,
     required: bool = False,
     load_optimizer: bool = True,
-    load_rng: bool = True,
+    load_rng: bool | None = None,
 ) -> tuple[int, dict] | None:
     """Load the latest (or the given ``iteration``) checkpoint under ``load_dir`` into the model,
     optimizer and scheduler; restore this rank's RNG. Returns (iteration, extra_state), or None
-    when there is no checkpoint and ``required`` is False (a fresh start)."""
+    when there is no checkpoint and ``required`` is False (a fresh start).
+
+    ``load_optimizer=False`` (the trainer's --finetune) loads weights only; ``load_rng`` defaults
+    to ``load_optimizer``, as Megatron-LM skips the RNG state with --finetune."""
     t0 = time.perf_counter()
     load_dir = Path(load_dir)
     if iteration is None:
@@ -313,7 +316,7 @@ def load_checkpoint(
         optimizer.load_state_dict(loaded["optimizer"])
     if scheduler is not None and state.get("scheduler") is not None:
         scheduler.load_state_dict(state["scheduler"])
-    if load_rng:
+    if load_optimizer if load_rng is None else load_rng:
         _restore_rng(state, path)
     _barrier()
     logger.info("loaded checkpoint %s in %.2fs", path, time.perf_counter() - t0)
