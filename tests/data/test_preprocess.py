@@ -168,12 +168,29 @@ def test_failure_midway_leaves_no_outputs(tmp_path, wl, monkeypatch):
 def test_failure_during_commit_leaves_no_temps(tmp_path, wl, monkeypatch):
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
+    # A previous run's complete outputs must not survive beside a failed rerun's new data.
+    assert cli(wl, [write_jsonl(tmp_path / "a.jsonl", DOCS[:1])], tmp_path / "out" / "x") == 0
+    assert (tmp_path / "out" / "x.manifest.json").exists()
+
     def boom(self, idx_path):
         raise OSError("disk full")
 
     monkeypatch.setattr(IndexedDatasetBuilder, "finalize", boom)
     assert cli(wl, [write_jsonl(tmp_path / "a.jsonl", DOCS)], tmp_path / "out" / "x") == 1
-    assert outputs(tmp_path / "out") == []
+    assert outputs(tmp_path / "out") == ["x_en_text_document.bin", "x_en_text_document.idx"]  # untouched
+    real_commit = pp.LanguageWriter.commit
+
+    def rename_fails(self):
+        monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(OSError("rename failed")))
+        return real_commit(self)
+
+    monkeypatch.undo()
+    monkeypatch.setattr(pp.LanguageWriter, "commit", rename_fails)
+    assert cli(wl, [tmp_path / "a.jsonl"], tmp_path / "out" / "x") == 1
+    monkeypatch.undo()
+    # The stale .idx is gone (no complete-looking dataset), no temps, no manifest.
+    assert outputs(tmp_path / "out") == ["x_en_text_document.bin"]
+    assert not (tmp_path / "out" / "x.manifest.json").exists()
 
 
 def test_input_errors(tmp_path, wl, capsys):
@@ -186,6 +203,10 @@ def test_input_errors(tmp_path, wl, capsys):
     assert cli(wl, [tmp_path / "trunc.jsonl.gz"], tmp_path / "x") == 1
     err = capsys.readouterr().err
     assert "trunc.jsonl.gz: cannot read past line" in err and "corrupt or truncated" in err
+    z = zstd_bytes = __import__("zstandard").ZstdCompressor().compress(good)
+    (tmp_path / "trunc.jsonl.zst").write_bytes(z[: len(zstd_bytes) // 2])
+    assert cli(wl, [tmp_path / "trunc.jsonl.zst"], tmp_path / "x") == 1
+    assert "trunc.jsonl.zst: cannot read past line" in capsys.readouterr().err
     assert outputs(tmp_path) == []
     assert main(["--input", "a", "--output-prefix", "x", "--tokenizer-type", "HuggingFaceTokenizer",
                  "--tokenizer-model", str(wl), "--json-keys", "a", "b"]) == 2
@@ -261,3 +282,13 @@ def test_corpus_round_trip(tmp_path, corpus, n):
             ids = ds[i].tolist()
             assert ids[-1] == tok.eod
             assert tok.detokenize(ids[:-1]) == docs[lang][i]["text"]
+
+
+def test_zst_multi_frame_lines_span_frames(tmp_path):
+    import zstandard
+
+    data = b"".join(json.dumps({"i": i}).encode() + b"\n" for i in range(50)) + b'{"i": 50}'  # no final \n
+    c = zstandard.ZstdCompressor()
+    (tmp_path / "m.jsonl.zst").write_bytes(c.compress(data[:101]) + c.compress(data[101:]))
+    lines = [line for _, _, ls in pp.read_chunks([str(tmp_path / "m.jsonl.zst")], chunk_lines=16) for line in ls]
+    assert [json.loads(x)["i"] for x in lines] == list(range(51))

@@ -77,12 +77,52 @@ def open_lines(path: str):
     if path.endswith(".gz"):
         return gzip.open(path, "rb")
     if path.endswith((".zst", ".zstd")):
+        return _ZstdLines(path)
+    return open(path, "rb")
+
+
+class _ZstdLines:
+    """Lines of a (multi-frame) .zst file; a truncated last frame is an error, not silent EOF
+    (zstandard's stream_reader just stops there)."""
+
+    def __init__(self, path: str):
+        self.fh = open(path, "rb")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
+
+    def __iter__(self):
         import zstandard
 
-        fh = open(path, "rb")
-        reader = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True, closefd=True)
-        return io.BufferedReader(reader)
-    return open(path, "rb")
+        dctx = zstandard.ZstdDecompressor()
+        dobj, in_frame, tail = dctx.decompressobj(), False, b""
+        while data := self.fh.read(1 << 20):
+            out = []
+            while data:
+                in_frame = True
+                out.append(dobj.decompress(data))
+                if not dobj.eof:
+                    break
+                data, dobj, in_frame = dobj.unused_data, dctx.decompressobj(), False
+            lines = (tail + b"".join(out)).split(b"\n")
+            tail = lines.pop()
+            yield from (line + b"\n" for line in lines)
+        if in_frame:
+            raise EOFError("zstd stream ends inside a frame")
+        if tail:
+            yield tail
+
+
+def _zstd_error():
+    try:
+        import zstandard
+
+        return zstandard.ZstdError
+    except ImportError:
+        return OSError
 
 
 def read_chunks(files, chunk_lines: int = 256, chunk_bytes: int = 1 << 22):
@@ -100,7 +140,7 @@ def read_chunks(files, chunk_lines: int = 256, chunk_bytes: int = 1 << 22):
                         lines, first, size = [], n + 1, 0
                 if lines:
                     yield fi, first, lines
-        except (OSError, EOFError, ValueError) as e:
+        except (OSError, EOFError, ValueError, _zstd_error()) as e:
             # Corrupt/truncated compressed stream: not a per-line problem, so fatal.
             raise PreprocessError(
                 f"{path}: cannot read past line {n} ({type(e).__name__}: {e}); "
@@ -272,6 +312,9 @@ class LanguageWriter:
             b.finalize(tmp_idx)
         for lang in self.builders:
             p = self.final_prefix(lang)
+            # Drop an old .idx first: a new .bin beside a stale .idx would look complete.
+            if os.path.exists(p + ".idx"):
+                os.remove(p + ".idx")
             os.replace(p + ".bin" + self.tag, p + ".bin")
         for lang in self.builders:
             p = self.final_prefix(lang)
@@ -424,6 +467,10 @@ class Preprocessor:
                         file=log, flush=True,
                     )
                     next_log = (n_lines_seen // cfg.log_interval + 1) * cfg.log_interval
+            # An old manifest must not describe outputs this run is replacing.
+            manifest = Path(f"{cfg.output_prefix}.manifest.json")
+            if manifest.exists():
+                manifest.unlink()
             prefixes = writer.commit()
         except BaseException:
             writer.abort()
