@@ -172,7 +172,7 @@ class XLDADataset(MegatronDataset):
             "split_matrix": config.split_matrix, "split": index_split.name,
             "num_samples": num_samples, "extra": self.extra,
             "reset_position_ids": config.reset_position_ids,
-            "eod_mask_loss": config.eod_mask_loss, "version": 1,
+            "eod_mask_loss": config.eod_mask_loss, "version": 2,
         }
         cache_dir = config.path_to_cache
         if cache_dir is None and not config.mock:

@@ -22,28 +22,35 @@ Model (all numpy, no per-document Python loop):
 4. Samples are consecutive windows of S (+1 extra label token, as Megatron) of the global
    stream; sample order is shuffled with a seeded permutation (as Megatron's shuffle index).
 
-The index is stored as flat span arrays (global start, language, document, offset) in stream
-order plus, per sample, the first span it touches.
+The index stores runs (global start, language, start in the document stream) and, per
+language, its shuffled documents (cumulative ends, ids): O(runs + docs), like Megatron's
+document/sample indices. A sample's (lang, doc, offset, length) spans are resolved when it is
+read, by binary search, so the build never materialises per-document pieces.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
 
-ARRAY_NAMES = ("span_start", "span_lang", "span_doc", "span_offset", "sample_first_span", "shuffle")
+ARRAY_NAMES = ("run_start", "run_lang", "run_pos", "doc_end", "doc_id", "shuffle")
 
 
 @dataclass
 class PackedIndex:
-    span_start: np.ndarray  # int64 [n_spans + 1]: global stream position; last = stream end
-    span_lang: np.ndarray  # int16 [n_spans]: index into languages
-    span_doc: np.ndarray  # int32/64 [n_spans]: document id in its language's indexed dataset
-    span_offset: np.ndarray  # int32/64 [n_spans]: token offset of the span inside the document
-    sample_first_span: np.ndarray  # int32/64 [n_samples]: span holding the sample's first token
+    """Runs plus the documents they read; a sample's (lang, doc, offset, length) spans are
+    resolved when it is read (two binary searches per run), so the build never splits runs."""
+
+    run_start: np.ndarray  # int64 [n_runs + 1]: global stream position; last = stream end
+    run_lang: np.ndarray  # int16 [n_runs]: index into languages
+    run_pos: np.ndarray  # int64 [n_runs]: start of the run in the document stream (doc_end)
+    doc_end: np.ndarray  # int64 [n_stream_docs]: cumulative end of each stream document:
+    #   every language's shuffled epochs one after the other (its runs never leave its block)
+    doc_id: np.ndarray  # int32/64 [n_stream_docs]: document id in its language's dataset
     shuffle: np.ndarray  # int32/64 [n_samples]: dataset idx -> sample number
+    _spans: Optional[dict] = field(default=None, init=False, repr=False, compare=False)
 
     def arrays(self) -> dict:
         return {name: getattr(self, name) for name in ARRAY_NAMES}
@@ -56,17 +63,52 @@ class PackedIndex:
         covering its seq_length + extra tokens."""
         beg = sample * seq_length
         end = beg + seq_length + extra
+        rs, pos, de = self.run_start, self.run_pos, self.doc_end
+        n_runs = self.run_lang.shape[0]
+        r = int(np.searchsorted(rs, beg, side="right")) - 1
         out = []
-        i = int(self.sample_first_span[sample])
-        while i < self.span_lang.shape[0] and int(self.span_start[i]) < end:
-            s, e = int(self.span_start[i]), int(self.span_start[i + 1])
-            lo, hi = max(s, beg), min(e, end)
-            out.append(
-                (int(self.span_lang[i]), int(self.span_doc[i]),
-                 int(self.span_offset[i]) + lo - s, hi - lo)
-            )
-            i += 1
+        while r < n_runs and int(rs[r]) < end:
+            g0 = int(rs[r])
+            lo, hi = max(g0, beg), min(int(rs[r + 1]), end)
+            p0 = int(pos[r]) + lo - g0
+            p1 = p0 + hi - lo
+            la = int(self.run_lang[r])
+            d = int(np.searchsorted(de, p0, side="right"))  # the document holding p0
+            while p0 < p1:
+                ds = int(de[d - 1]) if d else 0
+                q = min(p1, int(de[d]))
+                out.append((la, int(self.doc_id[d]), p0 - ds, q - p0))
+                p0, d = q, d + 1
+            r += 1
         return out
+
+    def spans(self) -> dict:
+        """The whole stream as flat span arrays in stream order (analysis and tests; the
+        dataset never needs them): span_start [n_spans + 1], span_lang, span_doc,
+        span_offset."""
+        if self._spans is None:
+            rs = np.asarray(self.run_start, dtype=np.int64)
+            p0 = np.asarray(self.run_pos, dtype=np.int64)
+            de = np.asarray(self.doc_end, dtype=np.int64)
+            p1 = p0 + np.diff(rs)
+            d0 = np.searchsorted(de, p0, side="right")
+            counts = np.searchsorted(de, p1 - 1, side="right") - d0 + 1
+            run_of = np.repeat(np.arange(p0.shape[0]), counts)
+            d = np.arange(run_of.shape[0]) - (np.cumsum(counts) - counts - d0)[run_of]
+            doc_start = np.concatenate([[0], de])[d]
+            piece = np.maximum(doc_start, p0[run_of])
+            start = np.append(rs[:-1][run_of] + piece - p0[run_of], rs[-1])
+            self._spans = {"span_start": start,
+                           "span_lang": np.asarray(self.run_lang)[run_of],
+                           "span_doc": np.asarray(self.doc_id)[d],
+                           "span_offset": piece - doc_start}
+        return self._spans
+
+    # flat span views (materialised on first use), as earlier index versions stored them
+    span_start = property(lambda self: self.spans()["span_start"])
+    span_lang = property(lambda self: self.spans()["span_lang"])
+    span_doc = property(lambda self: self.spans()["span_doc"])
+    span_offset = property(lambda self: self.spans()["span_offset"])
 
 
 def default_num_samples(tokens: Sequence[int], probs: Sequence[float], seq_length: int,
@@ -162,12 +204,10 @@ def build_packed_index(
     chain = chain[:n_runs]
 
     # Phase 2: per language, its epochs of shuffled documents and the snapped run ends.
-    run_a = np.empty(n_runs, dtype=np.int64)  # run start in its language's stream
+    run_pos = np.empty(n_runs, dtype=np.int64)  # run start in the concatenated doc stream
     run_len = np.empty(n_runs, dtype=np.int64)
-    run_d0 = np.empty(n_runs, dtype=np.int64)  # stream doc holding the run's first token
-    run_d1 = np.empty(n_runs, dtype=np.int64)  # ... and its last token
-    starts_all, ids_all = [], []
-    base = 0
+    ends_all, ids_all = [], []
+    base = 0  # tokens of the previous languages' streams: doc_end is one global cumsum
     for l in range(n_lang):
         where = wheres[l][: np.searchsorted(wheres[l], n_runs)]
         k = where.size
@@ -179,50 +219,31 @@ def build_packed_index(
         rs = np.random.default_rng([seed, split_id, 2, l])
         order = rs.permutation(n_docs) if epochs == 1 else np.concatenate(
             [rs.permutation(n_docs) for _ in range(epochs)])
-        lens = lengths[l][order]
-        ends = np.cumsum(lens)
+        ends = np.cumsum(lengths[l][order])
         idx = np.searchsorted(ends, t[:-1], side="left")  # first doc ending at/after T_k
         nb = ends[idx]
-        snap = nb < t[1:]  # a document boundary in [T_k, T_{k+1}): end the run there
-        e = np.where(snap, nb, t[:-1])
+        e = np.where(nb < t[1:], nb, t[:-1])  # a doc boundary in [T_k, T_{k+1}): end there
         a = np.empty_like(e)
         a[0] = 0
         a[1:] = e[:-1]
-        d0 = np.empty_like(idx)
-        d0[0] = 0
-        d0[1:] = idx[:-1] + snap[:-1]  # empty docs were dropped, so the next doc starts at a
-        run_a[where] = a
         run_len[where] = e - a
-        run_d0[where] = d0 + base
-        run_d1[where] = idx + base
-        starts_all.append(ends - lens)
+        a += base
+        run_pos[where] = a
+        ends += base
+        ends_all.append(ends)
         ids_all.append(doc_ids[l][order])
-        base += n_docs * epochs
-    run_g = np.cumsum(run_len) - run_len  # global start of each run
-    stream_end = int(run_g[-1] + run_len[-1])
-    all_starts = np.concatenate(starts_all)
-    all_ids = np.concatenate(ids_all)
+        base = int(ends[-1])
+    return _finish(chain, run_len, run_pos, np.concatenate(ends_all),
+                   np.concatenate(ids_all), num_samples, seed, split_id)
 
-    counts = run_d1 - run_d0 + 1
-    run_of = np.repeat(np.arange(n_runs, dtype=np.int64), counts)
-    first = np.cumsum(counts) - counts
-    doc_pos = np.arange(run_of.shape[0], dtype=np.int64)
-    doc_pos += (run_d0 - first)[run_of]
-    doc_start = all_starts[doc_pos]
-    ra = run_a[run_of]
-    piece_start = np.maximum(doc_start, ra)  # in the language stream
-    span_start = np.empty(run_of.shape[0] + 1, dtype=np.int64)
-    np.add((run_g - run_a)[run_of], piece_start, out=span_start[:-1])
-    span_start[-1] = stream_end
-    span_lang = chain[run_of]
-    span_doc = all_ids[doc_pos]
-    span_offset = piece_start - doc_start
 
-    sample_first = np.searchsorted(
-        span_start[:-1], np.arange(num_samples, dtype=np.int64) * seq_length, side="right") - 1
+def _finish(chain, run_len, run_pos, doc_end, doc_id, num_samples, seed, split_id):
+    run_start = np.empty(run_len.shape[0] + 1, dtype=np.int64)
+    run_start[0] = 0
+    np.cumsum(run_len, out=run_start[1:])
     shuffle = np.random.default_rng([seed, split_id, 3]).permutation(num_samples)
-    return PackedIndex(span_start, span_lang.astype(np.int16), _small(span_doc),
-                       _small(span_offset), _small(sample_first), _small(shuffle))
+    return PackedIndex(run_start, chain.astype(np.int16), run_pos, doc_end, _small(doc_id),
+                       _small(shuffle))
 
 
 def _small(a: np.ndarray) -> np.ndarray:
