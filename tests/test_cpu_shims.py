@@ -36,3 +36,17 @@ def test_install_is_idempotent():
     cpu_shims.install()
     cpu_shims.install()
     assert cpu_shims.maybe_install() is True
+
+
+def test_grad_clipping_scales_cpu_grads():
+    cpu_shims.install()
+    import megatron.core.optimizer.optimizer as opt_mod
+
+    p = torch.nn.Parameter(torch.zeros(2))
+    p.grad = torch.tensor([3.0, 4.0])
+    opt_mod.clip_grad_by_total_norm_fp32([p], max_norm=1.0, total_norm=5.0)
+    assert torch.allclose(p.grad, torch.tensor([0.6, 0.8]), atol=1e-6)
+    q = torch.nn.Parameter(torch.zeros(1))
+    q.grad = torch.tensor([0.5])
+    opt_mod.clip_grad_by_total_norm_fp32([q], max_norm=1.0, total_norm=0.5)  # below the limit
+    assert q.grad.item() == 0.5

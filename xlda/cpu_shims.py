@@ -204,6 +204,19 @@ def _set_rng_state(new_state, device=-1, graph_safe=False):
     torch.set_rng_state(new_state)
 
 
+def _clip_grad_by_total_norm_fp32(parameters, max_norm, total_norm, use_decoupled_grad=False):
+    """megatron's version asserts ``grad.type() == 'torch.cuda.FloatTensor'``; same scaling here."""
+    if isinstance(parameters, torch.Tensor):
+        parameters = [parameters]
+    attr = "decoupled_grad" if use_decoupled_grad else "grad"
+    grads = [getattr(p, attr, None) for p in parameters]
+    clip_coeff = max_norm / (total_norm + 1.0e-6)
+    if clip_coeff < 1.0:
+        for g in grads:
+            if g is not None:
+                g.detach().mul_(clip_coeff)
+
+
 def install() -> None:
     """Bind the CPU proxy into megatron-core's modules. Idempotent."""
     global _INSTALLED
@@ -227,6 +240,10 @@ def install() -> None:
     logging.getLogger(random.__name__).addFilter(
         lambda record: "CPU RNG state changed" not in record.getMessage()
     )
+    for mod_name in ("megatron.core.optimizer.clip_grads", "megatron.core.optimizer.optimizer"):
+        mod = sys.modules.get(mod_name)
+        if mod is not None and hasattr(mod, "clip_grad_by_total_norm_fp32"):
+            mod.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_fp32
     # megatron calls t.cuda() / t.cuda(device) on freshly made CPU tensors.
     torch.Tensor.cuda = lambda self, *args, **kwargs: self
     _INSTALLED = True
