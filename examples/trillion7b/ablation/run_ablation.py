@@ -1,0 +1,15 @@
+#!/usr/bin/env python3
+"""The XLDA mask micro-ablation (issue #6): see xlda/ablation/cli.py and RESULTS.md here.
+
+    python examples/trillion7b/ablation/run_ablation.py [--workdir DIR] [--seeds 3]
+        [--train-iters N] [--docs-per-lang N] [--size tiny|small] ...
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # run from any directory
+
+from xlda.ablation.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())
