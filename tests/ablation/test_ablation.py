@@ -12,7 +12,7 @@ import torch
 from tests.data.fixtures import corpus_docs, train_test_tokenizer
 from xlda.ablation import report
 from xlda.ablation.corpus import LANGS, page_key, split_pages
-from xlda.ablation.runs import (MASKS, AblationConfig, RunSpec, heldout_dataset, init_checksum,
+from xlda.ablation.runs import (MASKS, AblationConfig, heldout_dataset, init_checksum,
                                 isolated_batches, loss_sums, prepare_heldout, train_and_eval)
 
 SEQ = 64
@@ -64,7 +64,7 @@ def test_split_pages_caps_training_docs_and_rejects_too_many_heldout():
 def tiny_data(tmp_path_factory, corpus):
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
-    from xlda.ablation.corpus import read_docs
+    from xlda.data.lang_id import ScriptLangID
     from xlda.data.tokenizer import build_tokenizer
 
     tmp = tmp_path_factory.mktemp("abl")
@@ -72,7 +72,6 @@ def tiny_data(tmp_path_factory, corpus):
     tok = build_tokenizer("HuggingFaceTokenizer", tok_path)
     docs = {}
     for lang in LANGS:  # the first 150 docs, script-filtered like read_docs does
-        from xlda.data.lang_id import ScriptLangID
         docs[lang] = [d for d in corpus_docs(corpus, lang, 150) if ScriptLangID().detect(d["text"]) == lang]
     sp = split_pages(docs, 6, {l: 20 for l in LANGS})
     out = {"tokenizer": str(tok_path), "heldout_pages": sp.heldout_pages, "train": {}, "heldout": {}}
@@ -288,3 +287,24 @@ def test_command_end_to_end_on_the_real_tools(tmp_path, corpus, capsys):
     run(parse_args(argv))
     log = capsys.readouterr().out
     assert "reusing prepared data" in log and log.count("reusing run_") == 3
+
+
+def test_cross_mask_table_exact():
+    rows = _rows()
+    assert report.cross_mask_table(rows, "en") == (
+        "| trained \\ evaluated | xlda | document | causal |\n|---|---|---|---|\n"
+        "| xlda | 3.0000 ± 0.0000 | 99.0000 ± 0.0000 | - |\n"
+        "| causal | - | 99.0000 ± 0.0000 | 1.0000 ± 0.5000 |")
+
+
+def test_read_docs_keeps_only_documents_in_their_labelled_script(tmp_path):
+    from tests.data.fixtures import write_jsonl
+    from xlda.ablation.corpus import read_docs
+
+    recs = [_doc("ko", "a", "한국어 도움말 페이지입니다"), _doc("ko", "b", "Untranslated English page"),
+            _doc("en", "c", "An English page")]
+    p = write_jsonl(tmp_path / "ko.jsonl.gz", recs, compression="gz")
+    assert [d["id"] for d in read_docs(p, "ko")] == ["lo/ko/text/a.html"]
+    bad = write_jsonl(tmp_path / "bad.jsonl.gz", [recs[0], "{not json"], compression="gz")
+    with pytest.raises(ValueError, match=r"bad.jsonl.gz:2: not JSON"):
+        read_docs(bad, "ko")

@@ -104,7 +104,7 @@ def run(args) -> dict:
     report.write_csv(summary, out / "summary.csv", report.SUMMARY_FIELDS)
     png = report.plot(summary, rows, out / "ablation.png")
     wall = time.perf_counter() - t0
-    md = results_markdown(summary, facts, args, wall, data)
+    md = results_markdown(summary, rows, facts, args, wall, data)
     (out / "results.md").write_text(md)
     _log(md)
     _log(f"[ablation] wrote {out}/runs.csv, summary.csv, results.md, {png.name} "
@@ -112,7 +112,7 @@ def run(args) -> dict:
     return {"summary": summary, "rows": rows, "facts": facts, "out": out}
 
 
-def results_markdown(summary, facts, args, wall, data) -> str:
+def results_markdown(summary, rows, facts, args, wall, data) -> str:
     cmd = "python examples/trillion7b/ablation/run_ablation.py " + " ".join(sys.argv[1:])
     train_s = [f["train_s"] for f in facts]
     lines = [
@@ -120,8 +120,9 @@ def results_markdown(summary, facts, args, wall, data) -> str:
         f"- command: `{cmd.strip()}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: "
         f"{platform.machine()} CPU, {os.cpu_count()} cores visible, OMP_NUM_THREADS="
-        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; wall {wall:.0f}s, training "
-        f"{min(train_s):.0f}-{max(train_s):.0f}s per run",
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; training {min(train_s):.0f}-"
+        f"{max(train_s):.0f}s per run, {sum(train_s) / 60:.1f} min in all (this invocation: "
+        f"{wall:.0f}s wall, incl. data preparation unless cached)",
         f"- model: tiny recipe ({args.size}), {args.train_iters} iterations; training mix "
         + ", ".join(f"{k} {v:g}" for k, v in args.mix.items())
         + f"; seeds 1..{args.seeds}; held-out: {len(data['heldout_pages'])} pages absent "
@@ -131,6 +132,8 @@ def results_markdown(summary, facts, args, wall, data) -> str:
         "", report.markdown_table(summary, "packed"), "",
         "## Single-document held-out (first seq-length tokens; all masks coincide)", "",
         report.markdown_table(summary, "isolated"), "",
+        "## Korean packed held-out, every model under every mask (mean ± std over seeds)", "",
+        report.cross_mask_table(rows, "ko"), "",
         "## Runs", "", "| run | train loss first -> last | init checksum | sample-0 token sum |",
         "|---|---|---|---|",
     ]

@@ -126,3 +126,18 @@ def plot(summary: list[dict], rows: list[dict], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def cross_mask_table(rows: list[dict], lang: str, metric: str = "packed") -> str:
+    """Rows = training mask, columns = evaluation mask: mean ± std over seeds for ``lang``."""
+    sel = [r for r in rows if r["metric"] == metric and r["lang"] == lang]
+    train = list(dict.fromkeys(r["mask"] for r in sel))
+    evals = list(dict.fromkeys(r["eval_mask"] for r in sel))
+    lines = ["| trained \\ evaluated | " + " | ".join(evals) + " |", "|---|" + "---|" * len(evals)]
+    for t in train:
+        cells = []
+        for e in evals:
+            xs = [float(r["loss"]) for r in sel if r["mask"] == t and r["eval_mask"] == e]
+            cells.append(f"{mean_std(xs)[0]:.4f} ± {mean_std(xs)[1]:.4f}" if xs else "-")
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -109,8 +109,8 @@ class RunSpec:
 def heldout_dataset(data: dict, seq_length: int, num_samples: int):
     """Held-out pages packed like training (uniform language mix), fixed seed."""
     from xlda.data import build_xlda_datasets
-    from xlda.training.config import DataConfig
     from xlda.data.tokenizer import build_tokenizer
+    from xlda.training.config import DataConfig
 
     langs = list(data["heldout"])
     dc = DataConfig(paths={l: [p] for l, p in data["heldout"].items()}, split="100,0,0",
@@ -222,10 +222,9 @@ def prepare_heldout(a: AblationConfig) -> dict:
     """Packed and isolated held-out batches, built once and shared by every run."""
     from xlda.data.tokenizer import build_tokenizer
 
-    S = a.seq_length or 256
-    if a.seq_length is None:
-        from xlda.training.config import RunConfig
-        S = RunConfig.from_yaml(RECIPE).data.seq_length
+    from xlda.training.config import RunConfig
+
+    S = a.seq_length or RunConfig.from_yaml(RECIPE).data.seq_length
     ds = heldout_dataset(a.data, S, a.eval_samples)
     eod = build_tokenizer("HuggingFaceTokenizer", a.data["tokenizer"]).eod
     iso = isolated_batches(a.data, S, a.isolated_docs, eod)
