@@ -139,6 +139,13 @@ def test_mtp_loss_logged_separately():
     assert "mtp_1 loss" in lines[-1]
 
 
+
+def test_cpu_rejects_gpu_only_settings():
+    cfg = _cfg(iters=4)
+    cfg.model.bf16 = True
+    with pytest.raises(ValueError, match="--bf16/--fp16 need a GPU"):
+        Trainer(cfg, print_fn=lambda *a: None).setup()
+
 if __name__ == "__main__":
     # Regenerate the golden losses on purpose (numerics, model init or data packing changed):
     #   OMP_NUM_THREADS=1 python -m tests.training.test_loop

@@ -50,8 +50,9 @@ def loss_func(loss_mask: torch.Tensor, lang_ids: torch.Tensor, num_langs: int,
     if num_langs:
         # Per-language sums and counts: one scatter per micro-batch, for eval reporting.
         li = lang_ids.long().view(-1)
-        sums = torch.zeros(num_langs).index_add_(0, li, (losses * mask).detach().view(-1))
-        cnts = torch.zeros(num_langs).index_add_(0, li, mask.view(-1))
+        zeros = torch.zeros(num_langs, device=losses.device)
+        sums = zeros.clone().index_add_(0, li, (losses * mask).detach().view(-1))
+        cnts = zeros.clone().index_add_(0, li, mask.view(-1))
         logged += [sums, cnts]
     report = torch.cat([t.view(-1).float() for t in logged])
     return loss_sum, num_tokens, {"lm loss": report}
@@ -75,6 +76,9 @@ class Trainer:
         if cpu and cfg.parallel.use_distributed_optimizer:
             raise ValueError("--use-distributed-optimizer needs GPUs (megatron-core rejects CPU "
                              "params); drop it for CPU runs")
+        if cpu and (cfg.model.bf16 or cfg.model.fp16):
+            raise ValueError("--bf16/--fp16 need a GPU (megatron-core's mixed-precision optimizer "
+                             "accepts only CUDA tensors); drop them for CPU runs")
         if cpu and cfg.model.sequence_parallel:
             raise ValueError("--sequence-parallel needs Transformer Engine norms; off on CPU")
         self.denv = dist_env.initialize(cfg.parallel, cfg.training.seed)
@@ -90,6 +94,11 @@ class Trainer:
         if not cpu:
             model.cuda(torch.cuda.current_device())
         tc = get_model_config(model)
+        if cfg.model.bf16 or cfg.model.fp16:
+            from megatron.core.transformer.module import Float16Module
+
+            # As Megatron-LM: half-precision params, fp32 logits/loss out of the last stage.
+            model = Float16Module(tc, model)
         ddp = DistributedDataParallel(config=tc, ddp_config=cfg.parallel.build(), module=model)
         self.model_chunks = [ddp]
         opt_settings = cfg.optimizer
