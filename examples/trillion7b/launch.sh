@@ -86,10 +86,9 @@ action=${decision%%$'\t'*}
 log "decision: $action (${decision#*$'\t'})"
 case $action in
   requeue)
-    # Ends this job (SIGTERM to this shell) and queues it again with the same id and script.
-    trap - TERM
+    # Queues the job again (same id, same script); return at once so this batch step ends
+    # promptly and no old process of the job is left when the requeued one starts.
     scontrol requeue "$SLURM_JOB_ID" || { log "scontrol requeue failed"; exit 1; }
-    sleep 60
     exit 0 ;;
   done) exit 0 ;;
   *) exit "$(( rc == 0 ? 1 : rc ))" ;;

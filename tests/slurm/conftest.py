@@ -98,6 +98,19 @@ class Cluster:
         """Wait for a requeue, then lift SLURM's fixed ~120 s begin-time delay of requeued jobs."""
         info = self.wait(job_id, lambda j: int(j.get("Restarts", 0)) >= 1
                          and j.get("JobState") == "PENDING", timeout, "requeued", log=log)
+        # The delay exists so that nothing of the old run is left when the job (same id) starts
+        # again: a new launch racing the old step's clean-up of its spool dir (job00042/) fails
+        # the job. Here `scontrol listpids` (status 1 once none) and the spool dir tell.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = subprocess.run(["scontrol", "listpids", str(job_id)], env=self.env,
+                               capture_output=True, text=True, timeout=30)
+            spool_busy = self.started_dir is not None and any(
+                (self.started_dir / "spool").glob(f"*{job_id:05d}*"))
+            if (r.returncode != 0 or len(r.stdout.strip().splitlines()) <= 1) and not spool_busy:
+                break
+            time.sleep(0.5)
+        time.sleep(1.0)  # slurmd's own bookkeeping of the ended step
         self.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
         return info
 

@@ -55,7 +55,7 @@ if os.environ.get("SLURM_RESTART_COUNT", "0") == "0":
 echo "start restart=${{SLURM_RESTART_COUNT:-0}}"
 srun --input=none {sys.executable} {task}
 echo "step done restart=${{SLURM_RESTART_COUNT:-0}}"
-if [ "${{SLURM_RESTART_COUNT:-0}}" = 0 ]; then scontrol requeue $SLURM_JOB_ID; sleep 30; fi
+if [ "${{SLURM_RESTART_COUNT:-0}}" = 0 ]; then scontrol requeue $SLURM_JOB_ID; fi
 """)
     log = tmp_path / "job.log"
     job = cluster.sbatch(f"--job-name={_name('sig')}", f"--chdir={tmp_path}", f"--output={log}",
