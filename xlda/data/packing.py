@@ -43,10 +43,11 @@ class PackedIndex:
     """Runs plus the documents they read; a sample's (lang, doc, offset, length) spans are
     resolved when it is read (two binary searches per run), so the build never splits runs."""
 
-    run_start: np.ndarray  # int64 [n_runs + 1]: global stream position; last = stream end
+    # positions are int32 when the whole document stream fits, else int64
+    run_start: np.ndarray  # [n_runs + 1]: global stream position; last = stream end
     run_lang: np.ndarray  # int16 [n_runs]: index into languages
-    run_pos: np.ndarray  # int64 [n_runs]: start of the run in the document stream (doc_end)
-    doc_end: np.ndarray  # int64 [n_stream_docs]: cumulative end of each stream document:
+    run_pos: np.ndarray  # [n_runs]: start of the run in the document stream (doc_end)
+    doc_end: np.ndarray  # [n_stream_docs]: cumulative end of each stream document:
     #   every language's shuffled epochs one after the other (its runs never leave its block)
     doc_id: np.ndarray  # int32/64 [n_stream_docs]: document id in its language's dataset
     shuffle: np.ndarray  # int32/64 [n_samples]: dataset idx -> sample number
@@ -143,9 +144,12 @@ def build_packed_index(
     seed: int,
     split_id: int = 0,
     extra: int = 1,
+    backend: Optional[str] = None,
 ) -> PackedIndex:
     """Build the index. doc_lengths[l] / doc_ids[l]: lengths and dataset ids of language l's
-    documents in this split. Callers validate (>= 2 languages with P > 0, no empty one)."""
+    documents in this split. Callers validate (>= 2 languages with P > 0, no empty one).
+    backend: "numpy", "c" (the compiled loops; error if not built) or None (c if built);
+    both give bit-identical indexes."""
     n_lang = len(probs)
     probs = np.asarray(probs, dtype=np.float64)
     lengths, doc_ids = list(doc_lengths), list(doc_ids)
@@ -164,6 +168,7 @@ def build_packed_index(
     need = num_samples * seq_length + extra
     z = float(np.sum(pa * (1.0 - pa)))
     mean_run = float(np.sum(pa * (1.0 - pa) / z * mu[active]))
+    kern = _kernel(backend)
     # Phase 1: run languages and per-language cumulative targets, cut where the targets alone
     # already cover `need` (snapped run ends are >= their targets, so the real stream does too).
     margin = 1.05
@@ -173,77 +178,129 @@ def build_packed_index(
         rng = np.random.default_rng([seed, split_id, 0])
         # inverse-CDF by comparisons: ~6x faster than Generator.choice(p=...) for few languages
         u = rng.random(n_draw, dtype=np.float32)
-        pick = np.zeros(n_draw, dtype=np.int16)
-        for c in np.cumsum(pa)[:-1].astype(np.float32):
-            pick += u >= c
-        draws = active.astype(np.int16)[pick]
-        keep = np.empty(n_draw, dtype=bool)
-        keep[0] = True
-        np.not_equal(draws[1:], draws[:-1], out=keep[1:])
-        chain = draws[keep]
-        wheres, targets = [], []
-        inc = np.empty(chain.shape[0], dtype=np.int64)
+        cuts = np.cumsum(pa)[:-1].astype(np.float32)
+        if kern is not None:
+            chain, counts = np.empty(n_draw, dtype=np.int16), np.empty(n_lang, dtype=np.int64)
+            chain = chain[: kern.chain(u, cuts, active.astype(np.int16), chain, counts)]
+        else:
+            pick = np.zeros(n_draw, dtype=np.int16)
+            for c in cuts:
+                pick += u >= c
+            draws = active.astype(np.int16)[pick]
+            keep = np.empty(n_draw, dtype=bool)
+            keep[0] = True
+            np.not_equal(draws[1:], draws[:-1], out=keep[1:])
+            chain = draws[keep]
+            counts = np.bincount(chain, minlength=n_lang)
+        xs = []  # run-length draws x ~ U(1, 2 mu - 1); x = 1 (targets 0, 1, 2, ...) if mu <= 1
         for l in range(n_lang):
-            where = np.nonzero(chain == l)[0]
-            k = where.size
             if mu[l] <= 1.0:
-                t = np.arange(0, k + 2, dtype=np.int64)
+                xs.append(np.ones(counts[l] + 1))
             else:
                 rx = np.random.default_rng([seed, split_id, 1, l])
-                t = np.empty(k + 2, dtype=np.int64)
+                xs.append(rx.uniform(1.0, 2.0 * mu[l] - 1.0, size=counts[l] + 1))
+        xoff = np.zeros(n_lang + 1, dtype=np.int64)
+        np.cumsum(counts + 1, out=xoff[1:])
+        toff = xoff[:-1] + np.arange(n_lang)  # language l's targets: t[toff[l]:][:k_l + 2]
+        t_all = np.empty(int(xoff[-1]) + n_lang, dtype=np.int64)
+        if kern is not None:
+            kern.targets(np.concatenate(xs), xoff, t_all)
+            n_runs = kern.cut(chain, t_all, toff, need, counts)  # counts: now of the runs kept
+            if n_runs > 0:
+                break
+        else:
+            inc = np.empty(chain.shape[0], dtype=np.int64)
+            for l in range(n_lang):
+                t = t_all[toff[l]: toff[l] + counts[l] + 2]
                 t[0] = 0
-                t[1:] = np.cumsum(rx.uniform(1.0, 2.0 * mu[l] - 1.0, size=k + 1))  # floor
-            inc[where] = np.diff(t[:-1])
-            wheres.append(where)
-            targets.append(t)
-        approx_end = np.cumsum(inc)
-        if approx_end[-1] >= need:
-            break
+                t[1:] = np.cumsum(xs[l])  # float -> int64 truncates: floor
+                inc[chain == l] = np.diff(t[:-1])
+            approx_end = np.cumsum(inc)
+            if approx_end[-1] >= need:
+                n_runs = int(np.searchsorted(approx_end, need, side="left")) + 1
+                counts = np.bincount(chain[:n_runs], minlength=n_lang)
+                break
         margin *= 2.0
-    n_runs = int(np.searchsorted(approx_end, need, side="left")) + 1
     chain = chain[:n_runs]
 
     # Phase 2: per language, its epochs of shuffled documents and the snapped run ends.
-    run_pos = np.empty(n_runs, dtype=np.int64)  # run start in the concatenated doc stream
-    run_len = np.empty(n_runs, dtype=np.int64)
-    ends_all, ids_all = [], []
+    # Written in place into one doc_end / doc_id / run-end array (language blocks in order).
+    used = [l for l in range(n_lang) if counts[l]]
+    epochs = {l: int(math.ceil(t_all[toff[l] + counts[l] + 1] / tokens[l])) for l in used}
+    doff = np.cumsum([0] + [lengths[l].shape[0] * epochs[l] for l in used])
+    # int32 positions when the whole stream fits (as Megatron's sample index): half the writes
+    pos_t = np.int32 if sum(tokens[l] * epochs[l] for l in used) < 2**31 - 1 else np.int64
+    doc_end = np.empty(int(doff[-1]), dtype=pos_t)
+    doc_id = np.empty(int(doff[-1]), dtype=_small_dtype([doc_ids[l] for l in used]))
+    eoff = np.zeros(n_lang, dtype=np.int64)  # language l's run ends: e[eoff[l]:][:k_l]
+    np.cumsum(counts[:-1], out=eoff[1:])
+    e = np.empty(n_runs, dtype=np.int64)
+    starts = np.zeros(n_lang, dtype=np.int64)
     base = 0  # tokens of the previous languages' streams: doc_end is one global cumsum
-    for l in range(n_lang):
-        where = wheres[l][: np.searchsorted(wheres[l], n_runs)]
-        k = where.size
-        if k == 0:
-            continue
-        t = targets[l][1 : k + 2]  # T_1 .. T_{k+1}
+    for i, l in enumerate(used):
+        k = int(counts[l])
+        t = t_all[toff[l] + 1: toff[l] + k + 2]  # T_1 .. T_{k+1}
         n_docs = lengths[l].shape[0]
-        epochs = int(math.ceil(t[-1] / tokens[l]))
         rs = np.random.default_rng([seed, split_id, 2, l])
-        order = rs.permutation(n_docs) if epochs == 1 else np.concatenate(
-            [rs.permutation(n_docs) for _ in range(epochs)])
-        ends = np.cumsum(lengths[l][order])
-        idx = np.searchsorted(ends, t[:-1], side="left")  # first doc ending at/after T_k
-        nb = ends[idx]
-        e = np.where(nb < t[1:], nb, t[:-1])  # a doc boundary in [T_k, T_{k+1}): end there
-        a = np.empty_like(e)
-        a[0] = 0
-        a[1:] = e[:-1]
-        run_len[where] = e - a
-        a += base
-        run_pos[where] = a
-        ends += base
-        ends_all.append(ends)
-        ids_all.append(doc_ids[l][order])
+        order = rs.permutation(n_docs) if epochs[l] == 1 else np.concatenate(
+            [rs.permutation(n_docs) for _ in range(epochs[l])])
+        ends, ids, el = doc_end[doff[i]: doff[i + 1]], doc_id[doff[i]: doff[i + 1]], \
+            e[eoff[l]: eoff[l] + k]
+        if kern is not None:
+            dl = doc_ids[l]
+            contiguous = bool(dl.size > 1 and dl[-1] - dl[0] == dl.size - 1
+                              and np.all(np.diff(dl) == 1))
+            kern.snap(t, lengths[l], dl, contiguous, order, base, ends, ids, el)
+        else:
+            cum = np.cumsum(lengths[l][order])
+            idx = np.searchsorted(cum, t[:-1], side="left")  # first doc ending at/after T_k
+            nb = cum[idx]
+            el[:] = np.where(nb < t[1:], nb, t[:-1])  # a doc boundary in [T_k, T_{k+1}): end
+            el += base
+            cum += base
+            ends[:] = cum
+            ids[:] = doc_ids[l][order]
+        starts[l] = base
         base = int(ends[-1])
-    return _finish(chain, run_len, run_pos, np.concatenate(ends_all),
-                   np.concatenate(ids_all), num_samples, seed, split_id)
-
-
-def _finish(chain, run_len, run_pos, doc_end, doc_id, num_samples, seed, split_id):
-    run_start = np.empty(run_len.shape[0] + 1, dtype=np.int64)
-    run_start[0] = 0
-    np.cumsum(run_len, out=run_start[1:])
+    run_pos = np.empty(n_runs, dtype=pos_t)  # run start in the concatenated doc stream
+    run_start = np.empty(n_runs + 1, dtype=pos_t)  # global stream position
+    if kern is not None:
+        kern.assemble(chain, e, eoff, starts, run_start, run_pos)
+    else:
+        run_len = np.empty(n_runs, dtype=np.int64)
+        for l in used:
+            el = e[eoff[l]: eoff[l] + counts[l]]
+            where = chain == l
+            a = np.empty_like(el)
+            a[0] = starts[l]
+            a[1:] = el[:-1]
+            run_pos[where] = a
+            run_len[where] = el - a
+        run_start[0] = 0
+        np.cumsum(run_len, out=run_start[1:])
     shuffle = np.random.default_rng([seed, split_id, 3]).permutation(num_samples)
-    return PackedIndex(run_start, chain.astype(np.int16), run_pos, doc_end, _small(doc_id),
-                       _small(shuffle))
+    return PackedIndex(run_start, chain, run_pos, doc_end, doc_id, _small(shuffle))
+
+
+def _kernel(backend: Optional[str]):
+    if backend == "numpy":
+        return None
+    if backend not in (None, "c"):
+        raise ValueError(f"backend={backend!r}: use 'numpy', 'c' or None")
+    try:
+        from xlda.data import _packing_kernel
+    except ImportError:
+        if backend == "c":
+            raise ImportError("xlda.data._packing_kernel is not built: run `pip install -e .` "
+                              "(needs a C compiler), or use backend='numpy'") from None
+        return None
+    return _packing_kernel
+
+
+def _small_dtype(arrays: Sequence[np.ndarray]) -> type:
+    """int32 if every value of these arrays fits it, else int64 (as _small)."""
+    fits = all(a.size == 0 or (a.max() < 2**31 - 1 and a.min() >= -(2**31)) for a in arrays)
+    return np.int32 if fits else np.int64
 
 
 def _small(a: np.ndarray) -> np.ndarray:
