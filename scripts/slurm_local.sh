@@ -32,6 +32,7 @@ write_conf() {
   local ctld_port slurmd_port cpus mem hw user
   ctld_port=${XLDA_SLURM_CTLD_PORT:-$(free_port)}
   slurmd_port=${XLDA_SLURM_SLURMD_PORT:-$(free_port)}
+  while [ "$slurmd_port" = "$ctld_port" ]; do slurmd_port=$(free_port); done
   # The real hardware as slurmd sees it: a node configured above it would be drained.
   hw=$(slurmd -C | head -1)
   cpus=$(sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' <<<"$hw")
