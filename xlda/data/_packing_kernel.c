@@ -56,36 +56,47 @@ static PyObject *chain(PyObject *self, PyObject *args) {
     return res;
 }
 
-/* targets(x float64[sum k_l+1], xoff int64[L+1], t int64[sum k_l+2]) -> None
- * Language l's x[xoff[l]:xoff[l+1]] -> t[xoff[l]+l : xoff[l+1]+l+1] = [0, floor(cumsum(x))]
- * (numpy's cumsum is a sequential sum too; the float -> int64 cast truncates, = floor). */
+/* targets(xs: sequence of float64 arrays, one per language, t int64[sum len + 1]) -> None
+ * Language l's targets t[pos_l : pos_l + len(xs[l]) + 1] = [0, floor(cumsum(xs[l]))], the
+ * languages one after the other (numpy's cumsum is a sequential sum too; the float -> int64 cast
+ * truncates, = floor for these positive sums). */
 static PyObject *targets(PyObject *self, PyObject *args) {
-    Py_buffer x, xoff, t;
-    if (!PyArg_ParseTuple(args, "y*y*w*", &x, &xoff, &t)) return NULL;
-    PyObject *res = NULL;
-    if (check(&x, 8, "x") && check(&xoff, 8, "xoff") && check(&t, 8, "t")) {
-        const double *xx = x.buf;
-        const int64_t *off = xoff.buf;
-        int64_t *tt = t.buf;
-        Py_ssize_t L = xoff.len / 8 - 1;
-        if (L < 0 || off[L] > x.len / 8 || off[L] + L > t.len / 8) {
-            PyErr_SetString(PyExc_ValueError, "_packing_kernel.targets: buffers too small");
-        } else {
-            for (Py_ssize_t l = 0; l < L; l++) {
-                int64_t *tl = tt + off[l] + l;
-                double s = 0.0;
-                tl[0] = 0;
-                for (int64_t j = off[l]; j < off[l + 1]; j++) {
-                    s += xx[j];
-                    *++tl = (int64_t)s;
-                }
-            }
-            Py_INCREF(Py_None);
-            res = Py_None;
+    PyObject *xs;
+    Py_buffer t;
+    if (!PyArg_ParseTuple(args, "Ow*", &xs, &t)) return NULL;
+    PyObject *seq = PySequence_Fast(xs, "_packing_kernel.targets: xs must be a sequence");
+    if (!seq) { PyBuffer_Release(&t); return NULL; }
+    int ok = check(&t, 8, "t");
+    int64_t *tt = t.buf;
+    Py_ssize_t pos = 0, cap = t.len / 8;
+    for (Py_ssize_t l = 0; ok && l < PySequence_Fast_GET_SIZE(seq); l++) {
+        Py_buffer x;
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, l), &x, PyBUF_FORMAT) < 0) {
+            ok = 0;
+            break;
         }
+        Py_ssize_t n = x.len / 8;
+        if (!check(&x, 8, "xs[l]")) {
+            ok = 0;
+        } else if (pos + n + 1 > cap) {
+            PyErr_SetString(PyExc_ValueError, "_packing_kernel.targets: t too small");
+            ok = 0;
+        } else {
+            const double *xx = x.buf;
+            double s = 0.0;
+            tt[pos] = 0;
+            for (Py_ssize_t j = 0; j < n; j++) {
+                s += xx[j];
+                tt[pos + 1 + j] = (int64_t)s;
+            }
+            pos += n + 1;
+        }
+        PyBuffer_Release(&x);
     }
-    PyBuffer_Release(&x); PyBuffer_Release(&xoff); PyBuffer_Release(&t);
-    return res;
+    Py_DECREF(seq);
+    PyBuffer_Release(&t);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
 }
 
 /* cut(chain int16[n], t int64, toff int64[L] (start of language l's targets in t), need,
@@ -121,21 +132,24 @@ static PyObject *cut(PyObject *self, PyObject *args) {
     return res;
 }
 
-/* snap(t int64[k+1], lengths int64, ids int64, contiguous, order int64[n], base,
+/* snap(t int64[k+1], lengths int64[nd], ids int64[nd] or None, first, order int64[n], base,
  *      ends int32/64[n], ids_out int32/64[n], e int64[k]) -> None
- * ends = base + cumsum(lengths[order]); ids_out = ids[order] (= ids[0] + order when the caller
- * says ids is contiguous: ids[i] = ids[0] + i); run j ends at the first document end in
- * [t[j], t[j+1]) if any, else at t[j] (searchsorted + where in packing.py), + base. The caller
- * picks int32 outputs only when every value fits. One pass: documents and targets advance
- * together (a merge), so no binary search. */
+ * ends = base + cumsum(lengths[order]); ids_out = ids[order], or first + order when ids is None
+ * (the dataset's ids are a range) or ids[i] = ids[0] + i; run j ends at the first document end
+ * in [t[j], t[j+1]) if any, else at t[j] (searchsorted + where in packing.py), + base. The
+ * caller picks int32 outputs only when every value fits. No binary search: documents and
+ * targets advance together (a merge). */
 static PyObject *snap(PyObject *self, PyObject *args) {
-    Py_buffer t, lens, ids, order, ends, ids_out, e;
-    long long base;
-    int contiguous;
-    if (!PyArg_ParseTuple(args, "y*y*y*py*Lw*w*w*", &t, &lens, &ids, &contiguous, &order, &base,
+    Py_buffer t, lens, ids = {0}, order, ends, ids_out, e;
+    PyObject *ids_obj;
+    long long base, first;
+    if (!PyArg_ParseTuple(args, "y*y*OLy*Lw*w*w*", &t, &lens, &ids_obj, &first, &order, &base,
                           &ends, &ids_out, &e)) return NULL;
+    int ranged = ids_obj == Py_None;
+    int got_ids = !ranged && PyObject_GetBuffer(ids_obj, &ids, PyBUF_FORMAT) == 0;
     PyObject *res = NULL;
-    if (check(&t, 8, "t") && check(&lens, 8, "lengths") && check(&ids, 8, "ids") &&
+    if ((ranged || got_ids) && check(&t, 8, "t") && check(&lens, 8, "lengths") &&
+        (ranged || check(&ids, 8, "ids")) &&
         check(&order, 8, "order") && check(&e, 8, "e") &&
         (ends.itemsize == 4 || check(&ends, 8, "ends")) &&
         (ids_out.itemsize == 4 || check(&ids_out, 8, "ids_out"))) {
@@ -143,21 +157,44 @@ static PyObject *snap(PyObject *self, PyObject *args) {
         const int64_t *tt = t.buf, *ln = lens.buf, *id = ids.buf, *od = order.buf;
         int64_t *ee = e.buf, s = 0;
         int ok = k >= 0 && ends.len / ends.itemsize >= n && ids_out.len / ids_out.itemsize >= n
-                 && e.len / 8 >= k && ids.len / 8 >= nd && nd > 0;
+                 && e.len / 8 >= k && (ranged || ids.len / 8 >= nd) && nd > 0;
         int e32 = ends.itemsize == 4, i32 = ids_out.itemsize == 4;
-        int64_t id0 = ok ? id[0] : 0;
-        for (Py_ssize_t i = 0; ok && i < n; i++) {
-            int64_t o = od[i];
-            if (o < 0 || o >= nd) { ok = 0; break; }
-            s += ln[o];
-            while (j < k && s >= tt[j]) {  /* document i is the first ending at/after T_j */
-                ee[j] = (s < tt[j + 1] ? s : tt[j]) + base;
-                j++;
+        int64_t id0 = ranged ? first : (ok ? id[0] : 0);
+        int contiguous = 1;
+        for (Py_ssize_t i = 0; ok && !ranged && i < nd; i++) contiguous &= id[i] == id0 + i;
+        for (Py_ssize_t i = 0; ok && i < n; i++) ok = od[i] >= 0 && od[i] < nd;
+        if (ok) {  /* separate simple loops: the merge's branches would stall the gathers */
+            if (e32) {
+                int32_t *en = ends.buf;
+                for (Py_ssize_t i = 0; i < n; i++) { s += ln[od[i]]; en[i] = (int32_t)(s + base); }
+            } else {
+                int64_t *en = ends.buf;
+                for (Py_ssize_t i = 0; i < n; i++) { s += ln[od[i]]; en[i] = s + base; }
             }
-            int64_t v = s + base, w = contiguous ? id0 + o : id[o];
-            if (e32) ((int32_t *)ends.buf)[i] = (int32_t)v; else ((int64_t *)ends.buf)[i] = v;
-            if (i32) ((int32_t *)ids_out.buf)[i] = (int32_t)w;
-            else ((int64_t *)ids_out.buf)[i] = w;
+            if (i32) {
+                int32_t *io = ids_out.buf;
+                if (contiguous) for (Py_ssize_t i = 0; i < n; i++) io[i] = (int32_t)(id0 + od[i]);
+                else for (Py_ssize_t i = 0; i < n; i++) io[i] = (int32_t)id[od[i]];
+            } else {
+                int64_t *io = ids_out.buf;
+                if (contiguous) for (Py_ssize_t i = 0; i < n; i++) io[i] = id0 + od[i];
+                else for (Py_ssize_t i = 0; i < n; i++) io[i] = id[od[i]];
+            }
+            if (n == 0 || s < (k > 0 ? tt[k - 1] : 0)) ok = 0;
+        }
+        if (ok) {
+            Py_ssize_t d = 0;
+#define MERGE(T)                                                                  \
+            {                                                                     \
+                const T *en = ends.buf;                                           \
+                for (j = 0; j < k; j++) {                                         \
+                    int64_t lo = tt[j] + base;                                    \
+                    while (en[d] < lo) d++;  /* first document ending >= T_j */   \
+                    ee[j] = en[d] < tt[j + 1] + base ? en[d] : lo;                \
+                }                                                                 \
+            }
+            if (e32) MERGE(int32_t) else MERGE(int64_t)
+#undef MERGE
         }
         if (!ok || j < k) {
             PyErr_SetString(PyExc_ValueError, "_packing_kernel.snap: inconsistent inputs");
@@ -166,9 +203,9 @@ static PyObject *snap(PyObject *self, PyObject *args) {
             res = Py_None;
         }
     }
-    PyBuffer_Release(&t); PyBuffer_Release(&lens); PyBuffer_Release(&ids);
-    PyBuffer_Release(&order); PyBuffer_Release(&ends); PyBuffer_Release(&ids_out);
-    PyBuffer_Release(&e);
+    PyBuffer_Release(&t); PyBuffer_Release(&lens); PyBuffer_Release(&order);
+    PyBuffer_Release(&ends); PyBuffer_Release(&ids_out); PyBuffer_Release(&e);
+    if (got_ids) PyBuffer_Release(&ids);
     return res;
 }
 

@@ -154,7 +154,7 @@ class XLDADataset(MegatronDataset):
         self.doc_ids, lengths = [], []
         for lens in dataset.doc_lengths:  # per-language document split: disjoint by construction
             beg, end = int(round(lo * len(lens))), int(round(hi * len(lens)))
-            self.doc_ids.append(np.arange(beg, end, dtype=np.int64))
+            self.doc_ids.append(range(beg, end))  # a range: the builder needs no id array
             lengths.append(lens[beg:end])
         self.probs = language_probabilities(self.languages, dataset.tokens,
                                             config.xlda_alpha, config.xlda_beta)

@@ -146,8 +146,8 @@ def build_packed_index(
     extra: int = 1,
     backend: Optional[str] = None,
 ) -> PackedIndex:
-    """Build the index. doc_lengths[l] / doc_ids[l]: lengths and dataset ids of language l's
-    documents in this split. Callers validate (>= 2 languages with P > 0, no empty one).
+    """Build the index. doc_lengths[l] / doc_ids[l]: lengths and dataset ids (an array, or a
+    range) of language l's documents in this split. Callers validate (>= 2 languages with P > 0, no empty one).
     backend: "numpy", "c" (the compiled loops; error if not built) or None (c if built);
     both give bit-identical indexes."""
     n_lang = len(probs)
@@ -155,10 +155,12 @@ def build_packed_index(
     lengths, doc_ids = list(doc_lengths), list(doc_ids)
     for l in range(n_lang):  # empty documents hold no token; dropping them simplifies spans
         lengths[l] = np.asarray(lengths[l], dtype=np.int64)
-        doc_ids[l] = np.asarray(doc_ids[l], dtype=np.int64)
+        if not (isinstance(doc_ids[l], range) and doc_ids[l].step == 1):
+            doc_ids[l] = np.asarray(doc_ids[l], dtype=np.int64)
         if lengths[l].size and lengths[l].min() == 0:
             nz = lengths[l] > 0
-            lengths[l], doc_ids[l] = lengths[l][nz], doc_ids[l][nz]
+            lengths[l] = lengths[l][nz]
+            doc_ids[l] = np.asarray(doc_ids[l], dtype=np.int64)[nz]
     tokens = np.array([int(x.sum()) for x in lengths], dtype=np.float64)
     mean_doc = np.array([t / max(1, len(x)) for t, x in zip(tokens, lengths)])
     mu = run_means(probs, mean_doc, rho, seq_length)
@@ -204,7 +206,7 @@ def build_packed_index(
         toff = xoff[:-1] + np.arange(n_lang)  # language l's targets: t[toff[l]:][:k_l + 2]
         t_all = np.empty(int(xoff[-1]) + n_lang, dtype=np.int64)
         if kern is not None:
-            kern.targets(np.concatenate(xs), xoff, t_all)
+            kern.targets(xs, t_all)
             n_runs = kern.cut(chain, t_all, toff, need, counts)  # counts: now of the runs kept
             if n_runs > 0:
                 break
@@ -231,7 +233,10 @@ def build_packed_index(
     # int32 positions when the whole stream fits (as Megatron's sample index): half the writes
     pos_t = np.int32 if sum(tokens[l] * epochs[l] for l in used) < 2**31 - 1 else np.int64
     doc_end = np.empty(int(doff[-1]), dtype=pos_t)
-    doc_id = np.empty(int(doff[-1]), dtype=_small_dtype([doc_ids[l] for l in used]))
+    id_range = [(x.start, x[-1]) if isinstance(x, range) else (x.min(), x.max())
+                for x in (doc_ids[l] for l in used)]
+    id_fits = all(lo >= -(2**31) and hi < 2**31 - 1 for lo, hi in id_range)  # as _small
+    doc_id = np.empty(int(doff[-1]), dtype=np.int32 if id_fits else np.int64)
     eoff = np.zeros(n_lang, dtype=np.int64)  # language l's run ends: e[eoff[l]:][:k_l]
     np.cumsum(counts[:-1], out=eoff[1:])
     e = np.empty(n_runs, dtype=np.int64)
@@ -247,10 +252,10 @@ def build_packed_index(
         ends, ids, el = doc_end[doff[i]: doff[i + 1]], doc_id[doff[i]: doff[i + 1]], \
             e[eoff[l]: eoff[l] + k]
         if kern is not None:
-            dl = doc_ids[l]
-            contiguous = bool(dl.size > 1 and dl[-1] - dl[0] == dl.size - 1
-                              and np.all(np.diff(dl) == 1))
-            kern.snap(t, lengths[l], dl, contiguous, order, base, ends, ids, el)
+            dl = doc_ids[l]  # a range: ids are first + order, no gather
+            rng_ids = isinstance(dl, range)
+            kern.snap(t, lengths[l], None if rng_ids else dl, dl.start if rng_ids else 0, order,
+                      base, ends, ids, el)
         else:
             cum = np.cumsum(lengths[l][order])
             idx = np.searchsorted(cum, t[:-1], side="left")  # first doc ending at/after T_k
@@ -259,7 +264,7 @@ def build_packed_index(
             el += base
             cum += base
             ends[:] = cum
-            ids[:] = doc_ids[l][order]
+            ids[:] = np.asarray(doc_ids[l], dtype=np.int64)[order]
         starts[l] = base
         base = int(ends[-1])
     run_pos = np.empty(n_runs, dtype=pos_t)  # run start in the concatenated doc stream
@@ -295,12 +300,6 @@ def _kernel(backend: Optional[str]):
                               "(needs a C compiler), or use backend='numpy'") from None
         return None
     return _packing_kernel
-
-
-def _small_dtype(arrays: Sequence[np.ndarray]) -> type:
-    """int32 if every value of these arrays fits it, else int64 (as _small)."""
-    fits = all(a.size == 0 or (a.max() < 2**31 - 1 and a.min() >= -(2**31)) for a in arrays)
-    return np.int32 if fits else np.int64
 
 
 def _small(a: np.ndarray) -> np.ndarray:
