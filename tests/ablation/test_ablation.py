@@ -308,3 +308,17 @@ def test_read_docs_keeps_only_documents_in_their_labelled_script(tmp_path):
     bad = write_jsonl(tmp_path / "bad.jsonl.gz", [recs[0], "{not json"], compression="gz")
     with pytest.raises(ValueError, match=r"bad.jsonl.gz:2: not JSON"):
         read_docs(bad, "ko")
+
+
+def test_paired_differences_exact():
+    d = report.paired_differences(_rows())
+    # xlda - causal per seed: ko 1-2, 2-2.5, 4-3 = -1, -0.5, +1; en 3-1.5, 3-0.5, 3-1 = 1.5, 2.5, 2
+    assert [(x["mask"], x["lang"], x["n"], x["wins"]) for x in d] == [
+        ("xlda", "ko", 3, 2), ("xlda", "en", 3, 0)]
+    assert d[0]["mean"] == pytest.approx(-1 / 6)
+    assert d[0]["std"] == pytest.approx(math.sqrt(((-5 / 6) ** 2 + (-1 / 3) ** 2 + (7 / 6) ** 2) / 2))
+    assert (d[1]["mean"], d[1]["std"]) == (pytest.approx(2.0), pytest.approx(0.5))
+    assert report.paired_table(d) == (
+        "| mask - causal | ko | en |\n|---|---|---|\n"
+        "| xlda | -0.1667 ± 1.0408 (2/3) | +2.0000 ± 0.5000 (0/3) |")
+    assert report.paired_differences(_rows(), "isolated") == []  # no causal isolated rows

@@ -102,6 +102,8 @@ def run(args) -> dict:
     summary = report.aggregate(rows)
     report.write_csv(rows, out / "runs.csv", report.RUN_FIELDS)
     report.write_csv(summary, out / "summary.csv", report.SUMMARY_FIELDS)
+    diffs = [d for m in report.METRICS for d in report.paired_differences(rows, m)]
+    report.write_csv(diffs, out / "paired.csv", report.PAIRED_FIELDS)
     png = report.plot(summary, rows, out / "ablation.png")
     wall = time.perf_counter() - t0
     md = results_markdown(summary, rows, facts, args, wall, data)
@@ -130,6 +132,11 @@ def results_markdown(summary, rows, facts, args, wall, data) -> str:
         "- values: mean ± sample std [min, max] over seeds, nats/token; lower is better", "",
         "## Packed held-out (>= 2 languages per sequence), each model evaluated with its own mask",
         "", report.markdown_table(summary, "packed"), "",
+        "## Paired: loss(mask) - loss(causal) on the same seed (mean ± std; seeds won)", "",
+        "Same seed = same data order and init, so the seed-to-seed spread cancels.", "",
+        "packed, own mask:", "", report.paired_table(report.paired_differences(rows, "packed")),
+        "", "single-document:", "",
+        report.paired_table(report.paired_differences(rows, "isolated")), "",
         "## Single-document held-out (first seq-length tokens; all masks coincide)", "",
         report.markdown_table(summary, "isolated"), "",
         "## Korean packed held-out, every model under every mask (mean ± std over seeds)", "",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 RUN_FIELDS = ("mask", "seed", "metric", "eval_mask", "lang", "loss", "tokens")
 SUMMARY_FIELDS = ("metric", "mask", "lang", "n", "mean", "std", "min", "max")
+PAIRED_FIELDS = ("metric", "mask", "baseline", "lang", "n", "mean", "std", "wins")
 METRICS = ("packed", "isolated")
 
 
@@ -140,4 +141,41 @@ def cross_mask_table(rows: list[dict], lang: str, metric: str = "packed") -> str
             xs = [float(r["loss"]) for r in sel if r["mask"] == t and r["eval_mask"] == e]
             cells.append(f"{mean_std(xs)[0]:.4f} ± {mean_std(xs)[1]:.4f}" if xs else "-")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_differences(rows: list[dict], metric: str = "packed", baseline: str = "causal") -> list[dict]:
+    """Per (mask, lang): loss(mask) - loss(baseline) on the SAME seed (same data and init), mean
+    and std over seeds, and how many seeds the mask wins (difference < 0). Seed-to-seed spread
+    is shared by all masks, so paired differences show the mask effect more clearly."""
+    own = {(r["mask"], int(r["seed"]), r["lang"]): float(r["loss"]) for r in rows
+           if r["metric"] == metric and r["eval_mask"] == r["mask"]}
+    masks = [m for m in dict.fromkeys(k[0] for k in own) if m != baseline]
+    langs = lang_order(k[2] for k in own)
+    out = []
+    for mask in masks:
+        for lang in langs:
+            seeds = sorted(s for (m, s, l) in own if m == mask and l == lang
+                           and (baseline, s, lang) in own)
+            if not seeds:
+                continue
+            d = [own[(mask, s, lang)] - own[(baseline, s, lang)] for s in seeds]
+            m, sd = mean_std(d)
+            out.append({"metric": metric, "mask": mask, "baseline": baseline, "lang": lang,
+                        "n": len(d), "mean": m, "std": sd, "wins": sum(x < 0 for x in d)})
+    return out
+
+
+def paired_table(diffs: list[dict]) -> str:
+    """Rows = masks, columns = languages (ko first): ``mean ± std (wins/n)``."""
+    langs = lang_order(d["lang"] for d in diffs)
+    masks = list(dict.fromkeys(d["mask"] for d in diffs))
+    cell = {(d["mask"], d["lang"]): d for d in diffs}
+    base = diffs[0]["baseline"] if diffs else "causal"
+    lines = [f"| mask - {base} | " + " | ".join(langs) + " |", "|---|" + "---|" * len(langs)]
+    for mask in masks:
+        cells = [("-" if (mask, l) not in cell else
+                  f"{cell[(mask, l)]['mean']:+.4f} ± {cell[(mask, l)]['std']:.4f} "
+                  f"({cell[(mask, l)]['wins']}/{cell[(mask, l)]['n']})") for l in langs]
+        lines.append(f"| {mask} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
