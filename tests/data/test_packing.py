@@ -142,3 +142,77 @@ def test_rho_controls_switching():
     assert runs[1] > 3 * runs[0]
     mu = run_means(np.array([0.5, 0.5]), np.array([20.0, 20.0]), 0.2, 4096)
     assert mu == pytest.approx([100.0, 100.0])  # 1/rho = 5 documents of 20 tokens
+
+
+def _kernel_or_skip():
+    return pytest.importorskip("xlda.data._packing_kernel",
+                               reason="compiled packing loops not built (pip install -e .)")
+
+
+def _assert_same(a, b):
+    for name, x in a.arrays().items():
+        y = b.arrays()[name]
+        assert x.dtype == y.dtype and np.array_equal(x, y), name
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(corpus=corpora, S=st.integers(2, 80), rho=st.floats(0.05, 1.0),
+       seed=st.integers(0, 2**31), n=st.integers(1, 40), ranged=st.booleans(), data=st.data())
+def test_compiled_loops_match_numpy(corpus, S, rho, seed, n, ranged, data):
+    """The optional C loops give bit-identical indexes (values and dtypes), for id arrays and
+    id ranges, with empty documents and languages at P = 0."""
+    kern = _kernel_or_skip()
+    lengths = [np.array(c) for c in corpus]
+    ids = [range(100 * l, 100 * l + len(c)) if ranged else np.arange(100 * l, 100 * l + len(c))
+           for l, c in enumerate(corpus)]
+    w = data.draw(st.lists(st.floats(0.05, 1.0), min_size=len(corpus), max_size=len(corpus)))
+    if len(corpus) > 2 and data.draw(st.booleans()):
+        w[data.draw(st.integers(0, len(corpus) - 1))] = 0.0
+    p = np.array(w) / sum(w)
+    a = build_packed_index(lengths, ids, p, rho, S, n, seed, backend="numpy")
+    b = build_packed_index(lengths, ids, p, rho, S, n, seed, backend="c")
+    _assert_same(a, b)
+    _assert_same(a, build_packed_index(lengths, ids, p, rho, S, n, seed))  # default: c
+    assert kern is not None
+
+
+def test_compiled_loops_match_numpy_scattered_ids_and_int64_positions():
+    _kernel_or_skip()
+    rng = np.random.default_rng(4)
+    lengths = [rng.integers(0, 50, size=300), rng.integers(1, 30, size=200)]
+    ids = [rng.permutation(10**6)[:300], np.arange(200) * 7 + 3]  # not contiguous
+    _assert_same(build_packed_index(lengths, ids, [0.6, 0.4], 0.5, 128, 200, 5, backend="c"),
+                 build_packed_index(lengths, ids, [0.6, 0.4], 0.5, 128, 200, 5,
+                                    backend="numpy"))
+    big = [np.full(3, 2**30), np.full(2, 2**30)]  # streams > 2**31 tokens: int64 positions
+    idx = [build_packed_index(big, [range(3), range(2)], [0.5, 0.5], 0.5, 64, 5, 1, backend=b)
+           for b in ("c", "numpy")]
+    _assert_same(*idx)
+    assert idx[0].run_start.dtype == np.int64 and idx[0].doc_end.dtype == np.int64
+    for i in range(5):
+        spans = idx[0].sample_spans(i, 64)
+        assert sum(s[3] for s in spans) == 65 and len({s[0] for s in spans}) == 2
+
+
+def test_lazy_sample_spans_match_the_materialised_stream():
+    """sample_spans (binary search at read time) and spans() (whole stream) agree: consecutive
+    samples' spans, without the extra token, concatenate to the stream's spans."""
+    rng = np.random.default_rng(9)
+    lengths = [rng.integers(0, 70, size=60) for _ in range(3)]
+    ids = [np.arange(60)] * 3
+    idx = build_packed_index(lengths, ids, [0.5, 0.3, 0.2], 0.3, 32, 50, 3, backend="numpy")
+    got = [s for i in range(50) for s in idx.sample_spans(i, 32, extra=0)]
+    merged = []  # a span cut by a sample boundary continues in the next sample
+    for la, d, off, n in got:
+        if merged and merged[-1][:2] == (la, d) and merged[-1][2] + merged[-1][3] == off:
+            merged[-1] = (la, d, merged[-1][2], merged[-1][3] + n)
+        else:
+            merged.append((la, d, off, n))
+    sp = idx.spans()
+    want = list(zip(sp["span_lang"].tolist(), sp["span_doc"].tolist(),
+                    sp["span_offset"].tolist(), np.diff(sp["span_start"]).tolist()))
+    end = 50 * 32  # the stream's last span may reach past the last sample
+    assert merged[:-1] == want[:len(merged) - 1]
+    la, d, off, n = want[len(merged) - 1]
+    assert merged[-1] == (la, d, off, n - (int(sp["span_start"][len(merged)]) - end))
+    assert idx.run_start.dtype == np.int32 and idx.run_lang.dtype == np.int16

@@ -156,11 +156,11 @@ def build_packed_index(
     for l in range(n_lang):  # empty documents hold no token; dropping them simplifies spans
         lengths[l] = np.asarray(lengths[l], dtype=np.int64)
         if not (isinstance(doc_ids[l], range) and doc_ids[l].step == 1):
-            doc_ids[l] = np.asarray(doc_ids[l], dtype=np.int64)
+            doc_ids[l] = _id_array(doc_ids[l])
         if lengths[l].size and lengths[l].min() == 0:
             nz = lengths[l] > 0
             lengths[l] = lengths[l][nz]
-            doc_ids[l] = np.asarray(doc_ids[l], dtype=np.int64)[nz]
+            doc_ids[l] = _id_array(doc_ids[l])[nz]
     tokens = np.array([int(x.sum()) for x in lengths], dtype=np.float64)
     mean_doc = np.array([t / max(1, len(x)) for t, x in zip(tokens, lengths)])
     mu = run_means(probs, mean_doc, rho, seq_length)
@@ -264,7 +264,8 @@ def build_packed_index(
             el += base
             cum += base
             ends[:] = cum
-            ids[:] = np.asarray(doc_ids[l], dtype=np.int64)[order]
+            dl = doc_ids[l]
+            ids[:] = order + dl.start if isinstance(dl, range) else dl[order]
         starts[l] = base
         base = int(ends[-1])
     run_pos = np.empty(n_runs, dtype=pos_t)  # run start in the concatenated doc stream
@@ -285,6 +286,12 @@ def build_packed_index(
         np.cumsum(run_len, out=run_start[1:])
     shuffle = np.random.default_rng([seed, split_id, 3]).permutation(num_samples)
     return PackedIndex(run_start, chain, run_pos, doc_end, doc_id, _small(shuffle))
+
+
+def _id_array(ids) -> np.ndarray:
+    if isinstance(ids, range):  # np.asarray(range) would iterate Python ints
+        return np.arange(ids.start, ids.stop, ids.step, dtype=np.int64)
+    return np.asarray(ids, dtype=np.int64)
 
 
 def _kernel(backend: Optional[str]):
