@@ -1,6 +1,7 @@
 """The XLDA packing index: which token spans of which languages make up each sample.
 
-Model (all numpy, no per-document Python loop):
+Model (numpy, no per-document Python loop; the sequential steps also exist as optional compiled
+loops in _packing_kernel.c, used when built, bit-identical):
 
 1. Run languages. A chain of "runs" (maximal same-language spans of the global token stream):
    draw languages i.i.d. from P and drop consecutive repeats, so each next run's language is
@@ -147,9 +148,9 @@ def build_packed_index(
     backend: Optional[str] = None,
 ) -> PackedIndex:
     """Build the index. doc_lengths[l] / doc_ids[l]: lengths and dataset ids (an array, or a
-    range) of language l's documents in this split. Callers validate (>= 2 languages with P > 0, no empty one).
-    backend: "numpy", "c" (the compiled loops; error if not built) or None (c if built);
-    both give bit-identical indexes."""
+    range) of language l's documents in this split. Callers validate (>= 2 languages with
+    P > 0, no empty one). backend: "numpy", "c" (the compiled loops; error if not built) or
+    None (c if built); both give bit-identical indexes."""
     n_lang = len(probs)
     probs = np.asarray(probs, dtype=np.float64)
     lengths, doc_ids = list(doc_lengths), list(doc_ids)
