@@ -184,6 +184,9 @@ def test_compiled_loops_match_numpy_scattered_ids_and_int64_positions():
     _assert_same(build_packed_index(lengths, ids, [0.6, 0.4], 0.5, 128, 200, 5, backend="c"),
                  build_packed_index(lengths, ids, [0.6, 0.4], 0.5, 128, 200, 5,
                                     backend="numpy"))
+    many = [rng.integers(1, 900, size=n) for n in (5000, 3000, 4000)]  # long interleaved merges
+    _assert_same(*(build_packed_index(many, [range(len(x)) for x in many], [0.5, 0.2, 0.3], 0.5,
+                                      1024, 4000, 2, backend=b) for b in ("c", "numpy")))
     big = [np.full(3, 2**30), np.full(2, 2**30)]  # streams > 2**31 tokens: int64 positions
     idx = [build_packed_index(big, [range(3), range(2)], [0.5, 0.5], 0.5, 64, 5, 1, backend=b)
            for b in ("c", "numpy")]

@@ -132,6 +132,49 @@ static PyObject *cut(PyObject *self, PyObject *args) {
     return res;
 }
 
+/* e[j] = (first document end >= T_j) if it is < T_{j+1}, else T_j; ends and e include base.
+ * A merge is a chain of dependent, unpredictable steps; LANES independent merges over slices
+ * of the targets (each started by a binary search) run interleaved, branch-free, so the CPU
+ * overlaps them. Every document end >= T_{k-1} exists (checked by the caller). */
+#define LANES 4
+#define DEFINE_MERGE(NAME, T)                                                          \
+    static void NAME(const T *en, Py_ssize_t n, const int64_t *tt, Py_ssize_t k,       \
+                     int64_t base,                                                     \
+                     int64_t *ee) {                                                    \
+        Py_ssize_t jj[LANES], je[LANES], dd[LANES];                                    \
+        for (int w = 0; w < LANES; w++) {                                              \
+            jj[w] = k * w / LANES;                                                     \
+            je[w] = k * (w + 1) / LANES;                                               \
+            Py_ssize_t lo = 0, hi = jj[w] < je[w] ? n : 0; /* first end >= T_jj */    \
+            while (lo < hi) {                                                          \
+                Py_ssize_t mid = lo + (hi - lo) / 2;                                   \
+                if ((int64_t)en[mid] < tt[jj[w]] + base) lo = mid + 1; else hi = mid;  \
+            }                                                                          \
+            dd[w] = lo;                                                                \
+        }                                                                              \
+        for (;;) {                                                                     \
+            int all = 1;                                                               \
+            for (int w = 0; w < LANES; w++) all &= jj[w] < je[w];                      \
+            if (!all) break;                                                           \
+            for (int w = 0; w < LANES; w++) {                                          \
+                int64_t ed = en[dd[w]], lo = tt[jj[w]] + base;                         \
+                int next_doc = ed < lo;                                                \
+                ee[jj[w]] = ed < tt[jj[w] + 1] + base ? ed : lo;                       \
+                dd[w] += next_doc;                                                     \
+                jj[w] += !next_doc;                                                    \
+            }                                                                          \
+        }                                                                              \
+        for (int w = 0; w < LANES; w++) {                                              \
+            for (; jj[w] < je[w]; jj[w]++) {                                           \
+                int64_t lo = tt[jj[w]] + base;                                         \
+                while ((int64_t)en[dd[w]] < lo) dd[w]++;                               \
+                ee[jj[w]] = (int64_t)en[dd[w]] < tt[jj[w] + 1] + base ? en[dd[w]] : lo; \
+            }                                                                          \
+        }                                                                              \
+    }
+DEFINE_MERGE(merge32, int32_t)
+DEFINE_MERGE(merge64, int64_t)
+
 /* snap(t int64[k+1], lengths int64[nd], ids int64[nd] or None, first, order int64[n], base,
  *      ends int32/64[n], ids_out int32/64[n], e int64[k]) -> None
  * ends = base + cumsum(lengths[order]); ids_out = ids[order], or first + order when ids is None
@@ -183,18 +226,9 @@ static PyObject *snap(PyObject *self, PyObject *args) {
             if (n == 0 || s < (k > 0 ? tt[k - 1] : 0)) ok = 0;
         }
         if (ok) {
-            Py_ssize_t d = 0;
-#define MERGE(T)                                                                  \
-            {                                                                     \
-                const T *en = ends.buf;                                           \
-                for (j = 0; j < k; j++) {                                         \
-                    int64_t lo = tt[j] + base;                                    \
-                    while (en[d] < lo) d++;  /* first document ending >= T_j */   \
-                    ee[j] = en[d] < tt[j + 1] + base ? en[d] : lo;                \
-                }                                                                 \
-            }
-            if (e32) MERGE(int32_t) else MERGE(int64_t)
-#undef MERGE
+            if (e32) merge32(ends.buf, n, tt, k, base, ee);
+            else merge64(ends.buf, n, tt, k, base, ee);
+            j = k;
         }
         if (!ok || j < k) {
             PyErr_SetString(PyExc_ValueError, "_packing_kernel.snap: inconsistent inputs");
