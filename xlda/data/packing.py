@@ -53,6 +53,7 @@ class PackedIndex:
     doc_id: np.ndarray  # int32/64 [n_stream_docs]: document id in its language's dataset
     shuffle: np.ndarray  # int32/64 [n_samples]: dataset idx -> sample number
     _spans: Optional[dict] = field(default=None, init=False, repr=False, compare=False)
+    _plain: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
 
     def arrays(self) -> dict:
         return {name: getattr(self, name) for name in ARRAY_NAMES}
@@ -65,24 +66,35 @@ class PackedIndex:
         covering its seq_length + extra tokens."""
         beg = sample * seq_length
         end = beg + seq_length + extra
-        rs, pos, de = self.run_start, self.run_pos, self.doc_end
-        n_runs = self.run_lang.shape[0]
-        r = int(np.searchsorted(rs, beg, side="right")) - 1
+        rs, de, pos, lang, doc_id = self._views()
+        # keys in the arrays' dtype: an int64 key would make numpy cast the whole int32 array;
+        # small slices -> lists: scalar reads of a memmap cost ~1 us each
+        r0 = int(np.searchsorted(rs, rs.dtype.type(beg), side="right")) - 1
+        r1 = min(int(np.searchsorted(rs, rs.dtype.type(end), side="left")), lang.shape[0])
+        g = rs[r0: r1 + 1].tolist()
+        pos, lang = pos[r0:r1].tolist(), lang[r0:r1].tolist()
         out = []
-        while r < n_runs and int(rs[r]) < end:
-            g0 = int(rs[r])
-            lo, hi = max(g0, beg), min(int(rs[r + 1]), end)
-            p0 = int(pos[r]) + lo - g0
+        for i in range(r1 - r0):
+            lo, hi = max(g[i], beg), min(g[i + 1], end)
+            p0 = pos[i] + lo - g[i]
             p1 = p0 + hi - lo
-            la = int(self.run_lang[r])
-            d = int(np.searchsorted(de, p0, side="right"))  # the document holding p0
-            while p0 < p1:
-                ds = int(de[d - 1]) if d else 0
-                q = min(p1, int(de[d]))
-                out.append((la, int(self.doc_id[d]), p0 - ds, q - p0))
-                p0, d = q, d + 1
-            r += 1
+            d0, d1 = np.searchsorted(de, de.dtype.type([p0, p1 - 1]), side="right").tolist()
+            ends = de[max(d0 - 1, 0): d1 + 1].tolist()  # the run's documents (and the one before)
+            if d0 == 0:
+                ends.insert(0, 0)
+            ids = doc_id[d0: d1 + 1].tolist()
+            for j, d in enumerate(ids):
+                ds, q = ends[j], min(p1, ends[j + 1])
+                out.append((lang[i], d, p0 - ds, q - p0))
+                p0 = q
         return out
+
+    def _views(self) -> tuple:
+        """Plain ndarray views of the (memmapped) arrays: slicing a memmap costs ~10x more."""
+        if self._plain is None:
+            self._plain = tuple(np.asarray(getattr(self, n)) for n in
+                                ("run_start", "doc_end", "run_pos", "run_lang", "doc_id"))
+        return self._plain
 
     def spans(self) -> dict:
         """The whole stream as flat span arrays in stream order (analysis and tests; the
