@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
-# Idempotent environment set-up for CPU machines (dev boxes and CI): installs the package in
-# editable mode with the CPU pins. Fast when everything is already there.
+# Idempotent environment set-up for CPU machines (dev boxes and CI): installs this checkout in
+# editable mode with the CPU pins (and builds the optional C packing kernel). Fast when
+# everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-if ! $PY -c "import torch, megatron.core, xlda, hypothesis, transformers, lingua" >/dev/null 2>&1 \
-   || [ "${XLDA_FORCE_SETUP:-0}" = 1 ]; then
+# Reinstall when deps are missing, when xlda is installed from another checkout (CI clones main
+# elsewhere; an editable install elsewhere would leave this checkout's C kernel unbuilt), or when
+# the kernel is not built here.
+ready=$($PY - <<'PYEOF' 2>/dev/null || echo no
+import importlib.metadata as md, json, os
+import torch, megatron.core, hypothesis, transformers, lingua  # noqa: F401
+url = json.loads(md.distribution("xlda").read_text("direct_url.json") or "{}").get("url", "")
+here = url == "file://" + os.getcwd()
+import xlda.data._packing_kernel  # noqa: F401
+print("yes" if here else "no")
+PYEOF
+)
+if [ "$ready" != yes ] || [ "${XLDA_FORCE_SETUP:-0}" = 1 ]; then
   # torch first, alone and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
   $PY -m pip install --quiet --disable-pip-version-check -c constraints-cpu.txt torch==2.13.0
   $PY -m pip install --quiet --disable-pip-version-check -c constraints-cpu.txt -e '.[dev,lingua]'
 fi
-$PY -c "import torch, megatron.core; print(f'[setup] torch {torch.__version__}, megatron-core {megatron.core.__version__}')"
+$PY -W ignore -c "import torch, megatron.core; print(f'[setup] torch {torch.__version__}, megatron-core {megatron.core.__version__}')"

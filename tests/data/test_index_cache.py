@@ -35,7 +35,7 @@ def test_second_build_loads_from_cache(tmp_path):
     b = build_xlda_datasets(_config(prefixes), [20, 0, 0])[0]
     assert BUILD_COUNTER["builds"] == before + 1  # loaded, not rebuilt
     assert {f: os.path.getmtime(cache / f) for f in os.listdir(cache)} == mtimes
-    assert isinstance(b.index.span_start, np.memmap)
+    assert isinstance(b.index.run_start, np.memmap)  # loaded read-only from the cache
     assert all(np.array_equal(a[i]["tokens"], b[i]["tokens"]) for i in range(20))
     # any parameter that changes the index gives a new file set
     build_xlda_datasets(_config(prefixes, xlda_rho=0.25), [20, 0, 0])
