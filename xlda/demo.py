@@ -31,15 +31,22 @@ def _run(cmd: list[str], what: str, log_file: Path, echo=None) -> None:
     """Run a step, streaming selected lines; on failure show the log tail and stop."""
     _log(f"{what}: {' '.join(str(c) for c in cmd[:4])} ...")
     env = dict(os.environ, PYTHONWARNINGS="ignore")
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)  # each step is its own single-process world (a parent's port is taken)
     t0 = time.perf_counter()
-    with open(log_file, "w") as log:
+    # Output goes to the log file, which is followed here: a tool's stray worker that keeps a
+    # pipe open cannot stall the demo once the step itself has exited.
+    with open(log_file, "w") as log, open(log_file) as follow:
         proc = subprocess.Popen([str(c) for c in cmd], cwd=REPO_ROOT, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for line in proc.stdout:
-            log.write(line)
-            if echo is not None and echo(line):
-                print("   " + line.rstrip(), flush=True)
-        rc = proc.wait()
+                                stdout=log, stderr=subprocess.STDOUT)
+        while True:
+            rc = proc.poll()
+            for line in follow.readlines():
+                if echo is not None and echo(line):
+                    print("   " + line.rstrip(), flush=True)
+            if rc is not None:
+                break
+            time.sleep(0.5)
     if rc != 0:
         tail = "".join(open(log_file).readlines()[-30:])
         raise SystemExit(f"[demo] {what} failed (exit {rc}); full log: {log_file}\n{tail}")
