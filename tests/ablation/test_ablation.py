@@ -255,7 +255,7 @@ def test_cli_args_and_mix_errors():
     from xlda.ablation.cli import parse_args
 
     a = parse_args(["--seeds", "2", "--mix", "en=0.8,ko=0.2", "--size", "small"])
-    assert (a.seeds, a.mix, a.size, a.train_iters) == (2, {"en": 0.8, "ko": 0.2}, "small", 60)
+    assert (a.seeds, a.mix, a.size, a.train_iters) == (2, {"en": 0.8, "ko": 0.2}, "small", 300)
     with pytest.raises(SystemExit):
         parse_args(["--mix", "en:0.8"])
 

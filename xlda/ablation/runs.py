@@ -44,7 +44,7 @@ class AblationConfig:
     data: dict  # prepare_data's output: tokenizer, train/heldout prefixes per language
     masks: tuple = MASKS
     seeds: tuple = (1, 2, 3)
-    train_iters: int = 60
+    train_iters: int = 300
     size: str = "tiny"
     mix: dict = field(default_factory=lambda: {"en": 0.7, "ko": 0.1, "ja": 0.1, "zh": 0.1})
     eval_samples: int = 48  # packed held-out sequences
