@@ -5,7 +5,6 @@ get_megatron_optimizer, the pipeline schedules and OptimizerParamScheduler (WSD)
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -102,10 +101,6 @@ class Trainer:
         ddp = DistributedDataParallel(config=tc, ddp_config=cfg.parallel.build(), module=model)
         self.model_chunks = [ddp]
         opt_settings = cfg.optimizer
-        if cpu and opt_settings.clip_grad > 0:
-            # clip_grad_by_total_norm_fp32 asserts CUDA grads; the CPU shims cannot satisfy it.
-            self.log0(f"[xlda] note: --clip-grad {opt_settings.clip_grad} ignored on CPU")
-            opt_settings = dataclasses.replace(opt_settings, clip_grad=0.0)
         self.optimizer = opt_settings.build(
             self.model_chunks, bf16=cfg.model.bf16,
             use_distributed_optimizer=cfg.parallel.use_distributed_optimizer)
