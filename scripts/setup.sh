@@ -11,8 +11,10 @@ PY=${PYTHON:-python3}
 ready=$($PY - <<'PYEOF' 2>/dev/null || echo no
 import importlib.metadata as md, json, os
 import torch, megatron.core, hypothesis, transformers, lingua  # noqa: F401
-url = json.loads(md.distribution("xlda").read_text("direct_url.json") or "{}").get("url", "")
-here = url == "file://" + os.getcwd()
+# Any xlda record pointing here (the build's own xlda.egg-info in the checkout has no URL).
+urls = [json.loads(d.read_text("direct_url.json") or "{}").get("url") for d in md.distributions()
+        if d.metadata["Name"] == "xlda"]
+here = "file://" + os.getcwd() in urls
 import xlda.data._packing_kernel  # noqa: F401
 print("yes" if here else "no")
 PYEOF
