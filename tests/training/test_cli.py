@@ -16,7 +16,8 @@ def test_flags_override_recipe():
                       "--xlda-mask", "document", "--attention-backend", "thd",
                       "--lr-wsd-decay-iters", "7", "--xlda-beta", "en=0.5,ko=0.5",
                       "--data-path", "0.5", "/d/c_en_text_document", "0.5", "/d/c_ko_text_document",
-                      "--mtp-num-layers", "1", "--disable-bias-linear", "--bf16"])
+                      "--mtp-num-layers", "1", "--disable-bias-linear", "--bf16",
+                      "--xlda-max-kv-expansion", "3.5", "--xlda-kv-cap-action", "raise"])
     assert cfg.optimizer.lr == 0.01 and cfg.optimizer.min_lr == 0.001
     assert cfg.model.seq_length == cfg.data.seq_length == 64
     assert cfg.parallel.tensor_model_parallel_size == 2
@@ -25,6 +26,7 @@ def test_flags_override_recipe():
     assert cfg.data.xlda_beta == {"en": 0.5, "ko": 0.5}
     assert cfg.data.language_paths() == {"en": ["/d/c_en_text_document"], "ko": ["/d/c_ko_text_document"]}
     assert cfg.model.mtp_num_layers == 1 and not cfg.model.add_bias_linear and cfg.model.bf16
+    assert cfg.data.xlda_max_kv_expansion == 3.5 and cfg.data.xlda_kv_cap_action == "raise"
     # untouched recipe values stay
     assert cfg.training.train_iters == 40 and cfg.model.hidden_size == 128
 
@@ -43,6 +45,8 @@ def test_bad_values_exit_2(capsys):
     assert "no training data" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         resolve(["--config", TINY, "--mock-data", "--xlda-mask", "bogus"])
+    assert main(["--config", TINY, "--mock-data", "--xlda-max-kv-expansion", "0.5"]) == 2
+    assert "--xlda-max-kv-expansion must be >= 1" in capsys.readouterr().err
 
 
 def test_print_config_is_loadable_yaml(capsys):

@@ -59,6 +59,29 @@ def test_tiny_run_loss_drops_and_logs_throughput(tmp_path):
     assert list((tmp_path / "tb").iterdir())
 
 
+def test_kv_expansion_reported_and_capped(tmp_path):
+    from xlda.attention.stats import ExpansionCapExceeded
+
+    lines = []
+    cfg = _cfg(iters=4)
+    cfg.logging.log_interval = 1
+    result = Trainer(cfg, print_fn=lines.append).setup().train()
+    exp = [e["kv_expansion"] for e in result.history]
+    # xlda packs >= 2 languages per sample, so each query document also reads other languages
+    assert all(x > 1.0 for x in exp) and all(e["kv_over_cap"] == 0 for e in result.history)
+    assert all(e["kv_expansion_max"] >= e["kv_expansion"] for e in result.history)
+    assert any("kv expansion" in line for line in lines)
+    flagged = _cfg(iters=4)
+    flagged.data.xlda_max_kv_expansion = 1.0
+    res = Trainer(flagged, print_fn=lambda *a: None).setup().train()
+    assert [e["kv_over_cap"] for e in res.history] == [4] * 4  # every sample of the global batch
+    assert [e["lm loss"] for e in res.history] == [e["lm loss"] for e in result.history]
+    strict = _cfg(iters=4)
+    strict.data.xlda_max_kv_expansion, strict.data.xlda_kv_cap_action = 1.0, "raise"
+    with pytest.raises(ExpansionCapExceeded, match=r"iteration 1: .*--xlda-max-kv-expansion 1.0"):
+        Trainer(strict, print_fn=lambda *a: None).setup().train()
+
+
 def test_golden_first_losses():
     """Numerics guard: the first 5 losses of a fixed tiny run. Regenerate only on purpose."""
     result = Trainer(_cfg(iters=5), print_fn=lambda *a: None).setup().train()

@@ -66,6 +66,42 @@ def expansion_from_ids(doc_ids, lang_ids, mode: str = "xlda") -> list[ExpansionS
     return out
 
 
+def kv_rows_per_row(doc_ids, lang_ids, mode: str = "xlda") -> np.ndarray:
+    """Exact gathered K/V rows of the THD layout (``build_thd_layout(...).kv_index`` length) per
+    row of [B, S] id arrays, without building the layout; documents resumed later in a row count
+    their earlier pieces, as the layout does. Divide by S for the row's K/V expansion."""
+    d = np.asarray(doc_ids)
+    g = np.asarray(lang_ids)
+    if d.ndim == 1:
+        d, g = d[None], g[None]
+    B, S = d.shape
+    if mode == "causal":
+        return np.full(B, S, dtype=np.int64)
+    if mode not in ("xlda", "document"):
+        raise ValueError(f"unknown attention mask mode {mode!r}")
+    out = np.empty(B, dtype=np.int64)
+    for b in range(B):
+        starts = np.flatnonzero(np.r_[True, d[b, 1:] != d[b, :-1]])
+        n = np.diff(np.r_[starts, S])
+
+        def before_same(keys):
+            # tokens before each segment start that share the segment's key
+            _, inv = np.unique(keys, return_inverse=True)
+            onehot_cum = np.zeros((S + 1, inv.max() + 1), dtype=np.int64)
+            np.add.at(onehot_cum, (np.arange(1, S + 1), inv), 1)
+            onehot_cum = onehot_cum.cumsum(0)
+            return onehot_cum[starts, inv[starts]]
+
+        same_doc = before_same(d[b])
+        if mode == "document":
+            prefix = same_doc
+        else:
+            # earlier tokens of other languages, plus earlier pieces of the same document
+            prefix = starts - before_same(g[b]) + same_doc
+        out[b] = int((prefix + n).sum())
+    return out
+
+
 class ExpansionCapExceeded(ValueError):
     pass
 

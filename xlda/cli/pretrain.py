@@ -129,6 +129,8 @@ FLAGS: dict[str, dict] = {
     "--xlda-alpha": dict(section="data", type=float),
     "--xlda-beta": dict(section="data", type=_beta),
     "--xlda-rho": dict(section="data", type=float),
+    "--xlda-max-kv-expansion": dict(section="data", type=float),
+    "--xlda-kv-cap-action": dict(section="data", choices=["flag", "raise"]),
     "--annealing-data-path": dict(section="data", nargs="+"),
     "--annealing-multilingual-multiplier": dict(section="data", type=float),
     "--no-annealing": _bool_flag("data", "annealing", False),

@@ -67,6 +67,10 @@ class DataConfig:
     vocab_size: Optional[int] = None  # mock data without a tokenizer
     reset_position_ids: bool = False
     num_workers: int = 0
+    # THD/TE executors gather K/V per query document: rows / S is the K/V expansion. Reported
+    # always; a row above the cap is counted and logged ("flag") or stops the run ("raise").
+    xlda_max_kv_expansion: Optional[float] = None
+    xlda_kv_cap_action: str = "flag"
 
     def build(self, tokenizer=None, seed: int = 1234, annealing: bool = False, **overrides):
         """The xlda.data.XLDADatasetConfig of the main (or annealing) spec."""
@@ -298,6 +302,11 @@ class RunConfig:
                 f"{decay - s.lr_warmup_iters}")
         if self.optimizer.min_lr > self.optimizer.lr:
             raise ConfigError(f"--min-lr {self.optimizer.min_lr} > --lr {self.optimizer.lr}")
+        if self.data.xlda_kv_cap_action not in ("flag", "raise"):
+            raise ConfigError(f"data.xlda_kv_cap_action must be 'flag' or 'raise', got "
+                              f"{self.data.xlda_kv_cap_action!r}")
+        if self.data.xlda_max_kv_expansion is not None and self.data.xlda_max_kv_expansion < 1:
+            raise ConfigError("--xlda-max-kv-expansion must be >= 1 (1.0 = document attention)")
         if not self.data.mock and not self.data.language_paths():
             raise ConfigError("no training data: pass --data-path / data.paths, or --mock-data")
         return self

@@ -209,11 +209,31 @@ class Trainer:
             B, S = batch["tokens"].shape
             counters["causal"] += B * S * (S + 1) // 2
             counters["tokens"] += B * S
+            self._count_kv_rows(counters, batch, mode)
         mask = self.cfg.model.mask_params(batch["doc_ids"], batch["lang_ids"])
         out = model(batch["tokens"], batch["position_ids"], mask, labels=batch["labels"],
                     loss_mask=batch["loss_mask"])
         num_langs = len(self.languages) if per_lang else 0
         return out, partial(loss_func, batch["loss_mask"], batch["lang_ids"], num_langs)
+
+    def _count_kv_rows(self, counters, batch, mode):
+        """K/V rows the THD/TE executors gather, and the --xlda-max-kv-expansion cap."""
+        from xlda.attention.stats import ExpansionCapExceeded, kv_rows_per_row
+
+        rows = kv_rows_per_row(batch["doc_ids"].cpu().numpy(), batch["lang_ids"].cpu().numpy(), mode)
+        S = batch["tokens"].shape[1]
+        counters["kv_rows"] += int(rows.sum())
+        counters["kv_max"] = max(counters["kv_max"], int(rows.max()))
+        cap = self.cfg.data.xlda_max_kv_expansion
+        if cap is not None:
+            over = rows / S > cap
+            counters["kv_over_cap"] += int(over.sum())
+            if over.any() and self.cfg.data.xlda_kv_cap_action == "raise":
+                raise ExpansionCapExceeded(
+                    f"iteration {self.iteration + 1}: a sample's XLDA K/V expansion is "
+                    f"{rows.max() / S:.2f} > --xlda-max-kv-expansion {cap} (consumed samples "
+                    f"{self.data.consumed_samples}); pack fewer, longer documents per sequence "
+                    "(lower --xlda-rho), raise the cap, or use --xlda-kv-cap-action flag")
 
     def _run_schedule(self, data_iterator, forward_only: bool, counters=None,
                       num_microbatches: Optional[int] = None):
@@ -255,7 +275,8 @@ class Trainer:
         for chunk in self.model_chunks:
             chunk.zero_grad_buffer()
         self.optimizer.zero_grad()
-        counters = {"pairs": 0, "causal": 0, "tokens": 0}
+        counters = {"pairs": 0, "causal": 0, "tokens": 0, "kv_rows": 0, "kv_max": 0,
+                    "kv_over_cap": 0}
         reports = self._run_schedule(self.data, forward_only=False, counters=counters)
         ok, grad_norm, _ = self.optimizer.step()
         if ok:
@@ -265,14 +286,16 @@ class Trainer:
         dup = self.world // self.dp_size
         n_mtp = len(mtp)
         v = self._reduce(reports, [counters["pairs"] / dup, counters["causal"] / dup,
-                                   counters["tokens"] / dup, 1.0 if mtp else 0.0] + mtp)
+                                   counters["tokens"] / dup, counters["kv_rows"] / dup,
+                                   counters["kv_over_cap"] / dup, 1.0 if mtp else 0.0] + mtp)
         n = 2
         out = {"lm loss": float(v[0] / max(v[1], 1.0)), "pairs": int(v[n]),
-               "causal": int(v[n + 1]), "tokens": int(v[n + 2]), "skipped": not ok,
-               "grad_norm": grad_norm}
-        if n_mtp and v[n + 3] > 0:
+               "causal": int(v[n + 1]), "tokens": int(v[n + 2]), "kv_rows": int(v[n + 3]),
+               "kv_over_cap": int(v[n + 4]), "kv_max_row": counters["kv_max"],  # this rank's
+               "skipped": not ok, "grad_norm": grad_norm}
+        if n_mtp and v[n + 5] > 0:
             for i in range(n_mtp):
-                out[f"mtp_{i + 1} loss"] = float(v[n + 4 + i] / v[n + 3])
+                out[f"mtp_{i + 1} loss"] = float(v[n + 6 + i] / v[n + 5])
         return out
 
     def evaluate(self) -> dict:
@@ -344,7 +367,10 @@ class Trainer:
             self.metrics.record(self.iteration, losses, lr, step["grad_norm"], step["tokens"],
                                 step["pairs"], step["causal"], mtp_losses=mtp,
                                 extra={"consumed_samples": self.data.consumed_samples,
-                                       "annealing": int(self.data.use_annealing)})
+                                       "annealing": int(self.data.use_annealing),
+                                       "kv_expansion": step["kv_rows"] / max(step["tokens"], 1),
+                                       "kv_expansion_max": step["kv_max_row"] / self.cfg.data.seq_length,
+                                       "kv_over_cap": step["kv_over_cap"]})
             if t.eval_interval and self.iteration % t.eval_interval == 0:
                 with self.metrics.paused():
                     ev = self.evaluate()

@@ -226,4 +226,8 @@ def format_entry(e: dict) -> str:
         parts += [f"{e['ms_per_iter']:.0f} ms/it", f"tok/s {e['tokens_per_s']:.0f}",
                   f"TFLOP/s/dev {e['tflops_per_device']:.3f}", f"MFU {100 * e['mfu']:.2f}%",
                   f"mask density {e['mask_density']:.3f}"]
+    if "kv_expansion" in e:
+        parts.append(f"kv expansion {e['kv_expansion']:.2f} (max {e['kv_expansion_max']:.2f})")
+    if e.get("kv_over_cap"):
+        parts.append(f"{e['kv_over_cap']} samples over the kv cap")
     return " | ".join(parts)
