@@ -58,6 +58,10 @@ _MODULES = (
     "megatron.core.dist_checkpointing.strategies.torch",
     "megatron.core.dist_checkpointing.strategies.fully_parallel",
     "megatron.core.dist_checkpointing.exchange_utils",
+    # 0.19: the torch_dist save always runs its (sync) async request, whose preload step calls
+    # torch.cuda.synchronize(); in 0.16.1 the same module is reached only by async saves.
+    "megatron.core.dist_checkpointing.strategies.filesystem_async",
+    "megatron.core.dist_checkpointing.strategies.state_dict_saver",
     "megatron.core.datasets.blended_megatron_dataset_builder",
 )
 

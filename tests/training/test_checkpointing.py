@@ -201,3 +201,41 @@ def test_latest_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         ck._write_latest(tmp_path, 9)
     assert ck.read_latest(tmp_path) == 5
+
+
+def test_common_file_required_only_for_the_legacy_format(tmp_path):
+    # megatron-core <= 0.18 records "common_backend" in metadata.json and writes common.pt;
+    # 0.19 keeps the common state inside the torch_dist files (no common.pt).
+    legacy = ck.iter_dir(tmp_path, 1)
+    legacy.mkdir()
+    (legacy / "metadata.json").write_text('{"sharded_backend": "torch_dist", '
+                                          '"sharded_backend_version": 1, "common_backend": "torch"}')
+    (legacy / ".metadata").write_bytes(b"")
+    (legacy / ck.STATE_FILE).write_bytes(b"")
+    with pytest.raises(ck.CheckpointError, match=r"incomplete \(missing common.pt\)"):
+        ck.check_complete(legacy)
+    (legacy / "common.pt").write_bytes(b"")
+    ck.check_complete(legacy)
+
+    new = ck.iter_dir(tmp_path, 2)
+    new.mkdir()
+    (new / "metadata.json").write_text('{"sharded_backend": "torch_dist", '
+                                       '"sharded_backend_version": 1}')
+    (new / ".metadata").write_bytes(b"")
+    (new / ck.STATE_FILE).write_bytes(b"")
+    ck.check_complete(new)
+
+
+def test_new_format_checkpoint_on_legacy_megatron_core_says_which_version(tmp_path):
+    from megatron.core import dist_checkpointing
+
+    if not ck._installed_needs_common_file(dist_checkpointing):
+        pytest.skip("the installed megatron-core reads common-state-in-torch_dist checkpoints")
+    p = ck.iter_dir(tmp_path, 3)
+    p.mkdir()
+    (p / "metadata.json").write_text('{"sharded_backend": "torch_dist", "sharded_backend_version": 1}')
+    (p / ".metadata").write_bytes(b"")
+    torch.save({"iteration": 3}, p / ck.STATE_FILE)
+    (tmp_path / ck.LATEST_FILE).write_text("3\n")
+    with pytest.raises(ck.CheckpointError, match=r"saved by megatron-core >= 0.19.*Load it with"):
+        ck.load_checkpoint(tmp_path, [], None, None)

@@ -1,6 +1,6 @@
 """Layer specs: megatron-core's GPT layer spec with XLDACoreAttention as core attention.
 
-MTP (checked against megatron-core 0.16.1): the MTP block reuses the decoder layer spec, so its
+MTP (checked: megatron-core 0.16.1, 0.19): the MTP block reuses the decoder layer spec, so its
 layer runs XLDACoreAttention and receives the same MaskParams object (attention_mask is passed
 through unchanged). Per depth, MultiTokenPredictionLayer rolls input_ids and position_ids left by
 one, and GPTModel rolls labels and loss_mask left by one, zero-filling the last position (its

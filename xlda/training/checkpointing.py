@@ -18,6 +18,8 @@ and layout match (they are per rank); otherwise a warning says they were left as
 """
 from __future__ import annotations
 
+import inspect
+import json
 import logging
 import os
 import re
@@ -39,7 +41,10 @@ RUN_CONFIG_FILE = "run_config.yaml"
 FORMAT_VERSION = 1
 _ITER_RE = re.compile(r"^iter_(\d{7})$")
 # Files dist_checkpointing's torch_dist writes last / that must exist for a complete checkpoint.
-_REQUIRED = ("metadata.json", ".metadata", "common.pt", STATE_FILE)
+_REQUIRED = ("metadata.json", ".metadata", STATE_FILE)
+# megatron-core <= 0.18 writes the common (non-sharded) state to common.pt and records
+# "common_backend" in metadata.json; 0.19 stores it inside the torch_dist files instead.
+_LEGACY_COMMON_FILE = "common.pt"
 # ModelConfig fields that change how the model runs, not its weights: may differ on resume.
 EXECUTION_ONLY_FIELDS = frozenset({
     "attention_backend", "recompute_granularity", "recompute_method", "recompute_num_layers",
@@ -212,8 +217,29 @@ def _plain(obj):
     return str(obj)
 
 
+def _has_legacy_common_file(path: Path) -> bool:
+    """Whether this checkpoint's own dist_checkpointing config says it keeps a common.pt."""
+    try:
+        return "common_backend" in json.loads((path / "metadata.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False  # missing or unreadable: metadata.json itself is reported / fails the load
+
+
+def _installed_needs_common_file(dist_checkpointing) -> bool:
+    """megatron-core <= 0.18 loads the common state only from common.pt (``common_strategy``)."""
+    return "common_strategy" in inspect.signature(dist_checkpointing.load).parameters
+
+
+def _mcore_version() -> str:
+    import megatron.core
+
+    return getattr(megatron.core, "__version__", "?")
+
+
 def check_complete(path: Path) -> None:
     missing = [name for name in _REQUIRED if not (path / name).exists()]
+    if _has_legacy_common_file(path) and not (path / _LEGACY_COMMON_FILE).exists():
+        missing.insert(2, _LEGACY_COMMON_FILE)
     if missing:
         raise CheckpointError(
             f"checkpoint {path} is incomplete (missing {', '.join(missing)}): the run probably "
@@ -300,6 +326,12 @@ def load_checkpoint(
         )
     from megatron.core import dist_checkpointing  # after the cheap checks: fast clear errors
 
+    if not _has_legacy_common_file(path) and _installed_needs_common_file(dist_checkpointing):
+        raise CheckpointError(
+            f"{path} was saved by megatron-core >= 0.19 (no {_LEGACY_COMMON_FILE}: the common "
+            f"state is inside the torch_dist files), which the installed megatron-core "
+            f"{_mcore_version()} cannot read. Load it with megatron-core >= 0.19"
+        )
     sharded = _sharded_state_dict(model_chunks, optimizer if load_optimizer else None, True)
     try:
         loaded = dist_checkpointing.load(

@@ -265,10 +265,16 @@ class Trainer:
         from megatron.core.transformer.multi_token_prediction import MTPLossLoggingHelper
 
         tracker = MTPLossLoggingHelper.tracker
-        if "values" not in tracker:
+        # megatron-core 0.19 renamed the per-depth loss sums "values" -> "loss_values" (it also
+        # tracks acceptance counts) and clean_loss_in_tracker -> clean_metrics_in_tracker.
+        key = "loss_values" if "loss_values" in tracker else "values"
+        if key not in tracker:
             return []
-        vals = (tracker["values"].detach().double().cpu() / self.num_microbatches).tolist()
-        MTPLossLoggingHelper.clean_loss_in_tracker()
+        vals = (tracker[key].detach().double().cpu() / self.num_microbatches).tolist()
+        clean = getattr(MTPLossLoggingHelper, "clean_metrics_in_tracker", None) or getattr(
+            MTPLossLoggingHelper, "clean_loss_in_tracker"
+        )
+        clean()
         return vals
 
     def train_step(self) -> dict:
