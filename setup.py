@@ -12,10 +12,12 @@ setup(
     description="Cross-lingual document attention pretraining on megatron-core (Trillion-7B style)",
     python_requires=">=3.11",
     packages=find_packages(include=["xlda", "xlda.*"]),
-    # The packing index's sequential loops in C (plain Python C API). Optional: without a
-    # compiler the bit-identical numpy path runs instead, about 3x slower to build the index.
+    # The packing walk in C (plain Python C API). Optional: without a compiler its
+    # bit-identical Python twin runs instead (xlda/data/packing_ref.py; fine for small data,
+    # far too slow for a real corpus). No FMA contraction: results must match Python's floats.
     ext_modules=[
-        Extension("xlda.data._packing_kernel", ["xlda/data/_packing_kernel.c"], optional=True)
+        Extension("xlda.data._packing_kernel", ["xlda/data/_packing_kernel.c"], optional=True,
+                  extra_compile_args=["-O2", "-ffp-contract=off"])
     ],
     install_requires=[
         "torch>=2.4",
