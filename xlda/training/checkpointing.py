@@ -261,7 +261,7 @@ def _no_space(exc: BaseException, save_dir: Path) -> bool:
         seen.add(id(e))
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             return True
-        if "No space left" in str(e) or "ENOSPC" in str(e):
+        if "No space left" in _text(e) or "ENOSPC" in _text(e):
             return True
         stack += [e.__cause__, e.__context__]
         failures = getattr(e, "failures", None)  # CheckpointException: {rank: exc or (exc, tb)}
@@ -271,6 +271,24 @@ def _no_space(exc: BaseException, save_dir: Path) -> bool:
         return shutil.disk_usage(save_dir).free < (1 << 20)
     except OSError:
         return False
+
+
+def _text(e: BaseException) -> str:
+    try:
+        return str(e)
+    except Exception:  # noqa: BLE001 - a malformed exception's __str__ must not mask the error
+        return type(e).__name__
+
+
+def _root_cause(exc: BaseException) -> str:
+    """"Type: message" (first line) of the error behind ``exc``; a CheckpointException's str is
+    a traceback per rank, so its first rank's exception is used instead."""
+    failures = getattr(exc, "failures", None)
+    if isinstance(failures, dict) and failures:
+        first = next(iter(failures.values()))
+        exc = first[0] if isinstance(first, tuple) else first
+    text = _text(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
 
 
 def _fsync_dir(path: Path) -> None:
@@ -574,7 +592,7 @@ def _verified_manifest(path: Path, verify: bool) -> dict | None:
 
 def _load_error(path: Path, files: dict | None, exc: BaseException) -> CheckpointError:
     """A CheckpointError for a failed dist_checkpointing.load that names the damaged file."""
-    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    first = _root_cause(exc)
     try:
         damaged = integrity.find_damaged(path, files)
     except Exception:  # noqa: BLE001 - the diagnosis must not hide the original error
@@ -585,9 +603,9 @@ def _load_error(path: Path, files: dict | None, exc: BaseException) -> Checkpoin
         return CheckpointError(
             f"loading {path} failed: {what}. Restore the file(s) from a copy or load an earlier "
             f"iteration (point {path.parent / LATEST_FILE} at one of "
-            f"{list_iterations(path.parent)}) [{type(exc).__name__}: {first}]")
+            f"{list_iterations(path.parent)}) [{first}]")
     return CheckpointError(
-        f"loading {path} failed: {type(exc).__name__}: {first}. The checkpoint is corrupted "
+        f"loading {path} failed: {first}. The checkpoint is corrupted "
         f"or was saved from a different model")
 
 
