@@ -208,3 +208,29 @@ def test_no_space_detection():
     assert ck._root_cause(CheckpointException("load", {0: (EOFError("Ran out of input"), None)})) \
         == "EOFError: Ran out of input"
     assert not ck._no_space(RuntimeError("unexpected pos 704 vs 598"), here)  # disk not full
+
+
+def test_no_verify_flag_maps_to_config():
+    from tests.fault.runs import REPO
+    from xlda.cli.pretrain import resolve
+
+    base = ["--config", str(REPO / "examples/trillion7b/tiny.yaml"), "--mock-data"]
+    assert resolve(base)[0].checkpoint.verify_checkpoint is True
+    assert resolve(base + ["--no-verify-checkpoint"])[0].checkpoint.verify_checkpoint is False
+
+
+def test_converter_refuses_a_modified_checkpoint_before_reading_it(tmp_path):
+    """Item 21 for ``convert.py --from mcore``: the same recorded checksums guard its input."""
+    from xlda.checkpoint_conversion.arch import ConversionError
+    from xlda.checkpoint_conversion.mcore_io import resolve_iteration
+
+    d = ck.iter_dir(tmp_path, 4)
+    d.mkdir()
+    (d / "metadata.json").write_text('{"sharded_backend": "torch_dist"}')
+    (d / ".metadata").write_bytes(b"recorded bytes")
+    integrity.write_manifest(d)
+    assert resolve_iteration(d) == (d, 4)
+    (d / ".metadata").write_bytes(b"modified bytes")
+    with pytest.raises(ConversionError, match=r"iter_0000004 failed verification, nothing was "
+                                              r"read: .*/\.metadata: sha256 differs"):
+        resolve_iteration(d)

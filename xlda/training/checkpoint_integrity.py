@@ -54,9 +54,9 @@ def _all_gather(obj):
     return out
 
 
-def write_manifest(path: Path) -> None:
-    """Checksum every file of ``path`` (a collective: every rank hashes its share; all files must
-    be on disk) and write ``checksums.json`` on rank 0 (temp file, fsync, rename)."""
+def hash_files(path: Path) -> dict:
+    """{name: {"size", "sha256"}} of every file of ``path`` (a collective: all files must be on
+    disk; each rank hashes its share, every rank gets the whole dict)."""
     rank, world = _world()
     names = checkpoint_files(path) if rank == 0 else None
     if world > 1:
@@ -68,13 +68,24 @@ def write_manifest(path: Path) -> None:
     files: dict = {}
     for part in _all_gather(mine):
         files.update(part)
-    if rank == 0:
-        tmp = path / f".{MANIFEST_FILE}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"algorithm": "sha256", "files": dict(sorted(files.items()))}, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path / MANIFEST_FILE)
+    return dict(sorted(files.items()))
+
+
+def store_manifest(path: Path, files: dict) -> None:
+    """Write ``checksums.json`` (temp file, fsync, rename): one rank only."""
+    tmp = path / f".{MANIFEST_FILE}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"algorithm": "sha256", "files": files}, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path / MANIFEST_FILE)
+
+
+def write_manifest(path: Path) -> None:
+    """:func:`hash_files` then :func:`store_manifest` on rank 0 (a collective)."""
+    files = hash_files(path)
+    if _world()[0] == 0:
+        store_manifest(path, files)
 
 
 def read_manifest(path: Path) -> dict | None:

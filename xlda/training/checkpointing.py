@@ -182,15 +182,11 @@ def save_checkpoint(
     # Written under a temporary name and renamed once complete: an iter_ dir is never partial.
     target = save_dir / f".{final.name}.partial"
     try:
-        if _rank() == 0:
-            save_dir.mkdir(parents=True, exist_ok=True)
-            if target.exists():  # leftover of a crashed save
-                shutil.rmtree(target)
-            target.mkdir()
-        _barrier()
+        _on_rank0(lambda: _fresh_dir(save_dir, target))
         dist_checkpointing.save(_sharded_state_dict(model_chunks, optimizer, False), str(target))
         rng_states = rng.gather(dst=0)
-        if _rank() == 0:
+
+        def write_state():
             state = {
                 "format_version": FORMAT_VERSION,
                 "iteration": iteration,
@@ -206,10 +202,12 @@ def save_checkpoint(
                 (target / RUN_CONFIG_FILE).write_text(
                     yaml.safe_dump(_plain(run_config.to_dict()), sort_keys=False)
                 )
-        _barrier()  # every rank's shards are on disk before the checksums, rename and "latest"
-        integrity.write_manifest(target)  # last file: its presence marks the save complete
-        if _rank() == 0:
-            _publish(save_dir, target, final, iteration)
+
+        _on_rank0(write_state)  # (a barrier: every rank's shards are on disk after it)
+        files = integrity.hash_files(target)
+        # checksums.json is the last file: its presence marks the save complete.
+        _on_rank0(lambda: (integrity.store_manifest(target, files),
+                           _publish(save_dir, target, final, iteration)))
     except (Exception, CheckpointException) as exc:  # CheckpointException is a BaseException
         if not _no_space(exc, save_dir):
             raise
@@ -229,6 +227,29 @@ def save_checkpoint(
     _barrier()
     logger.info("saved checkpoint %s in %.2fs", final, time.perf_counter() - t0)
     return final
+
+
+def _fresh_dir(save_dir: Path, target: Path) -> None:
+    save_dir.mkdir(parents=True, exist_ok=True)
+    if target.exists():  # leftover of a crashed save
+        shutil.rmtree(target)
+    target.mkdir()
+
+
+def _on_rank0(fn) -> None:
+    """Run ``fn`` on rank 0 only; if it fails every rank raises (none is left waiting in the next
+    collective). A collective: acts as a barrier."""
+    err = None
+    if _rank() == 0:
+        try:
+            fn()
+        except (Exception, CheckpointException) as exc:
+            err = exc
+    failed = any(integrity._all_gather(err is not None))
+    if err is not None:
+        raise err
+    if failed:
+        raise CheckpointError("rank 0 failed while saving the checkpoint (its log says why)")
 
 
 def _refuse_non_finite(model_chunks, iteration: int, save_dir: Path) -> None:
