@@ -45,7 +45,8 @@ def checkpoint_files(path: Path) -> list[str]:
     return out
 
 
-def _all_gather(obj):
+def all_gather(obj) -> list:
+    """Every rank's ``obj``, by rank (a collective; no communication in a world of one)."""
     rank, world = _world()
     if world == 1:
         return [obj]
@@ -66,7 +67,7 @@ def hash_files(path: Path) -> dict:
     mine = {n: {"size": (path / n).stat().st_size, "sha256": sha256_file(path / n)}
             for n in names[rank::world]}
     files: dict = {}
-    for part in _all_gather(mine):
+    for part in all_gather(mine):
         files.update(part)
     return dict(sorted(files.items()))
 
@@ -128,7 +129,7 @@ def verify_manifest(path: Path, files: dict) -> None:
         elif sha256_file(p) != rec["sha256"]:
             problems.append((str(p), "sha256 differs from the one recorded at save time "
                                      "(corrupted or modified)"))
-    problems = [x for part in _all_gather(problems) for x in part]
+    problems = [x for part in all_gather(problems) for x in part]
     if problems:
         raise CorruptFilesError(problems)
 

@@ -245,7 +245,7 @@ def _on_rank0(fn) -> None:
             fn()
         except (Exception, CheckpointException) as exc:
             err = exc
-    failed = any(integrity._all_gather(err is not None))
+    failed = any(integrity.all_gather(err is not None))
     if err is not None:
         raise err
     if failed:
@@ -261,7 +261,7 @@ def _refuse_non_finite(model_chunks, iteration: int, save_dir: Path) -> None:
             continue
         ok = torch.stack([torch.isfinite(p).all() for _, p in named]).cpu()  # one sync
         bad += [n for (n, _), good in zip(named, ok.tolist()) if not good]
-    bad = [n for part in integrity._all_gather(bad) for n in part]
+    bad = [n for part in integrity.all_gather(bad) for n in part]
     if bad:
         prev = read_latest(save_dir) if (save_dir / LATEST_FILE).exists() else None
         raise CheckpointError(
