@@ -126,3 +126,33 @@ def test_kill9_leaves_no_orphans(tmp_path):
                 c.kill()
             except psutil.Error:
                 pass
+
+
+@pytest.mark.slow
+def test_kill9_at_random_moments_then_resume(tmp_path):
+    """kill -9 at random points of a run that saves every iteration (so mostly inside a save),
+    three times in a row, each run resuming the last: "latest" always names a complete directory
+    whose files match their checksums, and the final run resumes from it."""
+    import random
+
+    rnd = random.Random(11)
+    save = tmp_path / "ckpt"
+    args = ("--train-iters", "500", "--save", str(save), "--load", str(save), "--save-interval", "1")
+    for k in range(3):
+        log = tmp_path / f"log{k}"
+        p = runs.start(*args, log=log)
+        try:
+            runs.wait_for(p, log, "saved checkpoint iter ")
+            time.sleep(rnd.uniform(0.0, 1.0))
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        latest = ck.read_latest(save)
+        d = ck.iter_dir(save, latest)
+        ck.check_complete(d)
+        integrity.verify_manifest(d, integrity.read_manifest(d))
+    rc, out = runs.run("--train-iters", str(latest + 1), "--save", str(save), "--load", str(save),
+                       log=tmp_path / "final")
+    assert rc == 0 and f"at iteration {latest} " in out, out[-3000:]
