@@ -127,8 +127,8 @@ def test_intact_checkpoint_loads_with_checksums(results):
     root, r = results
     assert r["none-manifest-verify"] == ("loaded", False)
     files = json.loads((root / "good" / "iter_0000002" / "checksums.json").read_text())["files"]
-    assert {".metadata", "metadata.json", "xlda_state.pt", "run_config.yaml"} - set(files) == {
-        "run_config.yaml"}  # (no run config given here)
+    assert {".metadata", "metadata.json", "xlda_state.pt"} <= set(files)
+    assert "run_config.yaml" not in files  # (no run config given here)
     assert any(n.endswith(".distcp") for n in files)
 
 
