@@ -107,6 +107,9 @@ FLAGS: dict[str, dict] = {
     "--ckpt-format": dict(section="checkpoint", choices=["torch_dist"]),
     "--finetune": _bool_flag("checkpoint", "finetune"),
     "--no-exit-on-signal": _bool_flag("checkpoint", "exit_on_signal", False),
+    "--no-verify-checkpoint": dict(
+        _bool_flag("checkpoint", "verify_checkpoint", False),
+        help="load without checking the checkpoint's files against the sha256 recorded at save"),
     # logging
     "--log-interval": dict(section="logging", type=int),
     "--tensorboard-dir": dict(section="logging"),
@@ -203,6 +206,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if getattr(args, "print_config", False):
         print(cfg.to_yaml(), end="")
         return 0
+    from xlda.training.checkpointing import CheckpointError
     from xlda.training.loop import Trainer, TrainingDivergedError
 
     trainer = Trainer(cfg)
@@ -211,7 +215,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if trainer.rank == 0:
             print("[xlda] resolved config:\n" + cfg.to_yaml(), flush=True)
         result = trainer.train()
-    except TrainingDivergedError as e:
+    except (TrainingDivergedError, CheckpointError) as e:
         print(f"pretrain: error: {e}", file=sys.stderr)
         return 1
     finally:

@@ -195,6 +195,7 @@ class CheckpointConfig:
     ckpt_format: str = "torch_dist"
     finetune: bool = False
     exit_on_signal: bool = True
+    verify_checkpoint: bool = True  # check the files' recorded sha256 before loading
 
 
 @dataclass

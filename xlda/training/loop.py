@@ -21,7 +21,8 @@ from xlda.training.wsd import AnnealingSwitch, build_scheduler
 
 
 class TrainingDivergedError(RuntimeError):
-    """Loss became NaN/inf; the message names the iteration and the last good checkpoint."""
+    """Loss or grad norm became NaN/inf; the message names the iteration and the last good
+    checkpoint."""
 
 
 @dataclass
@@ -117,6 +118,7 @@ class Trainer:
             cfg.logging, self.flops_model, self.world, self.rank, print_fn=self.print,
             jsonl_path=str(Path(run_dir) / "metrics.jsonl") if run_dir else None)
         self.iteration = 0
+        self._saved_iteration = None  # the iteration whose checkpoint is on disk
         self._load()
         self._write_run_config()
         return self
@@ -156,8 +158,11 @@ class Trainer:
         if ck is None:
             self.log0("[xlda] WARNING: xlda.training.checkpointing missing; checkpoint NOT saved")
             return
+        if self._saved_iteration == self.iteration:
+            return  # already on disk (save interval, then a signal or the end at this iteration)
         ck.save_checkpoint(save_dir, self.iteration, self.model_chunks, self.optimizer,
                            self.scheduler, self._extra_state(), self.cfg)
+        self._saved_iteration = self.iteration
         self.log0(f"[xlda] saved checkpoint iter {self.iteration} to {save_dir}")
 
     def _load(self):
@@ -170,11 +175,15 @@ class Trainer:
         finetune = self.cfg.checkpoint.finetune
         out = ck.load_checkpoint(load_dir, self.model_chunks, self.optimizer,
                                  None if finetune else self.scheduler,
-                                 run_config=self.cfg, load_optimizer=not finetune)
+                                 run_config=self.cfg, load_optimizer=not finetune,
+                                 verify=self.cfg.checkpoint.verify_checkpoint)
         if out is None:
             self.log0(f"[xlda] no checkpoint in {load_dir}; starting from scratch")
             return
         self.iteration, extra = out
+        if self.cfg.checkpoint.save and Path(self.cfg.checkpoint.save).resolve() == Path(
+                load_dir).resolve():
+            self._saved_iteration = self.iteration  # resuming in place: never re-save it
         if finetune:  # weights only: fresh iteration count, data position and schedule
             self.iteration = 0
             self.log0(f"[xlda] --finetune: loaded weights from {load_dir}, starting at 0")
@@ -362,10 +371,16 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             step = self.train_step()
             self.iteration += 1
-            loss = step["lm loss"]
-            if not math.isfinite(loss):
+            loss, gnorm = step["lm loss"], step["grad_norm"]
+            # Checked before any save: a non-finite grad norm means this update already spoiled
+            # the weights. Skipped iterations (fp16 loss-scale overflow: nothing applied, grad
+            # norm None) are Megatron's normal behaviour and pass.
+            bad = [f"loss is {loss}"] if not math.isfinite(loss) else []
+            if not step["skipped"] and gnorm is not None and not math.isfinite(gnorm):
+                bad.append(f"grad norm is {gnorm}")
+            if bad:
                 raise TrainingDivergedError(
-                    f"loss is {loss} at iteration {self.iteration}; last good checkpoint: "
+                    f"{' and '.join(bad)} at iteration {self.iteration}; last good checkpoint: "
                     f"{self.last_checkpoint()}. Resume from it with a lower --lr or check the "
                     f"data around consumed sample {self.data.consumed_samples}")
             losses = {"lm loss": loss}
