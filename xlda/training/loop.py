@@ -168,6 +168,11 @@ class Trainer:
         if ck is None:
             raise RuntimeError("--load given but xlda.training.checkpointing is not available")
         finetune = self.cfg.checkpoint.finetune
+        if not finetune and ck.has_optimizer_state(load_dir) is False:
+            # A converted checkpoint (model only): what --finetune does, said in one line.
+            finetune = True
+            self.log0(f"[xlda] {load_dir} holds no optimizer state (a converted checkpoint?): "
+                      "loading weights only, starting at iteration 0 with a fresh optimizer")
         out = ck.load_checkpoint(load_dir, self.model_chunks, self.optimizer,
                                  None if finetune else self.scheduler,
                                  run_config=self.cfg, load_optimizer=not finetune)
@@ -177,7 +182,8 @@ class Trainer:
         self.iteration, extra = out
         if finetune:  # weights only: fresh iteration count, data position and schedule
             self.iteration = 0
-            self.log0(f"[xlda] --finetune: loaded weights from {load_dir}, starting at 0")
+            if self.cfg.checkpoint.finetune:
+                self.log0(f"[xlda] --finetune: loaded weights from {load_dir}, starting at 0")
             return
         self.data.load_state_dict(extra["data"])
         self.switch.load_state_dict(extra["annealing"])
