@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         text = spec.get("help") or HELP.get(flag, "")
         default = _default(spec, flag)
         if text and spec.get("action") not in ("store_true", "store_const"):
-            text += f" (default: {default})".replace("%", "%%")
+            text = text.rstrip(".") + f" (default: {default})".replace("%", "%%")
         groups[section].add_argument(flag, dest=dest, help=text or None, **kw)
     return p
 

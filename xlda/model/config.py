@@ -103,8 +103,10 @@ class ModelConfig:
                                     ("transformer_impl='transformer_engine'", self.transformer_impl == "transformer_engine"),
                                     ("fp8_format", self.fp8_format is not None)) if on]
         if needs_te and not te_available():
+            where = "" if torch.cuda.is_available() else " (flex cannot train on CPU: no backward)"
             bad(f"{', '.join(needs_te)} need Transformer Engine, which is not installed; use "
-                "attention_backend='thd', 'flex' or 'sdpa' with transformer_impl='local' and no fp8")
+                f"attention_backend='thd' or 'sdpa' (or 'flex' on a GPU{where}) with "
+                "transformer_impl='local' and no fp8")
         if self.recompute_granularity not in (None, "selective"):
             # megatron's full recompute saves attention_mask with save_for_backward, which takes
             # tensors only; MaskParams is not one.
