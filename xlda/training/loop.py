@@ -355,7 +355,11 @@ class Trainer:
     def _train(self, signals) -> TrainResult:
         cfg, t = self.cfg, self.cfg.training
         result = TrainResult(self.iteration, "finished")
-        self.log0(f"[xlda] training: iterations {self.iteration + 1}..{t.train_iters}, "
+        stop, why = t.train_iters, ""
+        if t.exit_interval and (self.iteration // t.exit_interval + 1) * t.exit_interval < stop:
+            stop = (self.iteration // t.exit_interval + 1) * t.exit_interval
+            why = f" of {t.train_iters} (--exit-interval {t.exit_interval} stops at {stop})"
+        self.log0(f"[xlda] training: iterations {self.iteration + 1}..{stop}{why}, "
                   f"global batch {t.global_batch_size} = {self.num_microbatches} micro-batches x "
                   f"{t.micro_batch_size} x DP {self.dp_size}, world {self.world}")
         for c in self.model_chunks:
