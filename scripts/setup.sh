@@ -9,7 +9,7 @@ PY=${PYTHON:-python3}
 # range, when xlda is installed from another checkout (CI clones main elsewhere; an editable
 # install elsewhere would leave this checkout's C kernel unbuilt), or when the kernel is not
 # built here.
-ready=$($PY scripts/setup_check.py 2>&1 || echo "no: the readiness check failed")
+ready=$($PY scripts/setup_check.py 2>/dev/null || echo "no: the readiness check failed")
 if [ "$ready" != yes ] || [ "${XLDA_FORCE_SETUP:-0}" = 1 ]; then
   [ "$ready" = yes ] || echo "[setup] installing: ${ready#no: }"
   # torch first, alone and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
