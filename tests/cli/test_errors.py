@@ -52,6 +52,19 @@ def test_beta_mistakes(cli_data, capsys):
                    "prefixes to --data-path")
 
 
+def test_recipe_beta_for_languages_without_data_names_the_recipe(cli_data, capsys):
+    msg = _error(capsys, base(cli_data, prefixes=cli_data["prefixes"][:2]))
+    assert msg.startswith(f"pretrain: error: data.xlda_beta of {TINY} names ja, zh, which "
+                          "--data-path gives no data for (languages with data: en, ko)")
+
+
+def test_unpackable_mixture_is_a_user_error(cli_data, capsys):
+    msg = _error(capsys, base(cli_data, "--xlda-beta", "en=1", "--xlda-alpha", "0"))
+    assert msg.startswith("pretrain: error: XLDA packing needs >= 2 languages with P(l) > 0")
+    assert "add another language's prefixes to --data-path or give it a positive --xlda-beta" \
+        in msg
+
+
 @pytest.mark.parametrize("s", ["0", "1", "-3"])
 def test_seq_length_below_two(cli_data, capsys, s):
     msg = _error(capsys, base(cli_data, "--seq-length", s))

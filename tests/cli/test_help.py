@@ -1,12 +1,8 @@
 """``--help`` explains every flag, with its default (issue 12.1)."""
 import argparse
-import subprocess
-import sys
-from pathlib import Path
 
 from xlda.cli.pretrain import FLAGS, build_parser
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _actions(parser):
@@ -44,13 +40,10 @@ def test_help_text_of_xlda_flags():
     assert helps["--lr-warmup-iters"].startswith("Number of iterations to linearly warmup")
 
 
-def test_help_runs_and_exits_0():
-    out = subprocess.run([sys.executable, str(ROOT / "pretrain_trillion.py"), "--help"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "--xlda-kv-cap-action {flag,raise}" in out.stdout
-    assert "data (RunConfig.data):" in out.stdout
-    assert "Warning" not in out.stderr and "warn" not in out.stderr
+def test_help_text_is_grouped_and_shows_choices():
+    text = build_parser().format_help()
+    assert "--xlda-kv-cap-action {flag,raise}" in text
+    assert "data (RunConfig.data):" in text and "model (RunConfig.model):" in text
 
 
 def test_memory_plan_help_shows_defaults_and_gpu_count(capsys):

@@ -19,8 +19,10 @@ _SUFFIX = "_text_document"
 MAX_SCAN_BYTES = 4 << 30
 
 
-def check(cfg: RunConfig, cuda: bool, log: Callable[[str], None] = print) -> None:
-    """Raise ConfigError for the first problem found; ``log`` gets one line per note."""
+def check(cfg: RunConfig, cuda: bool, log: Callable[[str], None] = print,
+          beta_source: str = "--xlda-beta") -> None:
+    """Raise ConfigError for the first problem found; ``log`` gets one line per note.
+    ``beta_source`` names where xlda_beta came from (the flag, or the recipe)."""
     check_device(cfg, cuda)
     if cfg.data.mock:
         return
@@ -28,7 +30,7 @@ def check(cfg: RunConfig, cuda: bool, log: Callable[[str], None] = print) -> Non
     check_files(main, "--data-path")
     if cfg.data.annealing_data_path or cfg.data.annealing_paths:
         check_files(cfg.data.language_paths(annealing=True), "--annealing-data-path")
-    check_beta(cfg.data.xlda_beta, main)
+    check_beta(cfg.data.xlda_beta, main, beta_source)
     check_tokenizer(cfg, main, log)
 
 
@@ -71,19 +73,19 @@ def check_files(paths: dict, flag: str) -> None:
                                     "prefix")
 
 
-def check_beta(beta: Optional[dict], paths: dict) -> None:
+def check_beta(beta: Optional[dict], paths: dict, source: str = "--xlda-beta") -> None:
     if not beta:
         return
     bad = {k: v for k, v in beta.items() if not math.isfinite(v) or v < 0}
     if bad:
-        raise ConfigError(f"--xlda-beta {bad}: weights must be finite and >= 0")
+        raise ConfigError(f"{source} {bad}: weights must be finite and >= 0")
     if sum(beta.values()) <= 0:
-        raise ConfigError(f"--xlda-beta {beta}: at least one weight must be > 0")
+        raise ConfigError(f"{source} {beta}: at least one weight must be > 0")
     unknown = sorted(set(beta) - set(paths))
     if unknown:
         raise ConfigError(
-            f"--xlda-beta names {', '.join(unknown)}, which --data-path gives no data for "
-            f"(languages with data: {', '.join(sorted(paths))}); drop them from --xlda-beta or "
+            f"{source} names {', '.join(unknown)}, which --data-path gives no data for "
+            f"(languages with data: {', '.join(sorted(paths))}); drop them from {source} or "
             f"add their prefixes to --data-path")
 
 

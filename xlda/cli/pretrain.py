@@ -271,6 +271,26 @@ def _resolve(argv):
     return cfg, args, note
 
 
+# Where the data layer checks what the user asked for (mixture knobs, packability, splits): a
+# ValueError raised there is a user error, reported with the flag names the user typed.
+_USER_ERROR_FILES = (os.path.join("xlda", "data", "sampling.py"),)
+_FLAG_NAMES = (("lang_prefixes", "--data-path"), ("xlda_beta", "--xlda-beta"),
+               ("xlda_alpha", "--xlda-alpha"), ("xlda_rho", "--xlda-rho"))
+
+
+def _data_user_error(exc: BaseException) -> Optional[str]:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None or not isinstance(exc, ValueError) \
+            or not tb.tb_frame.f_code.co_filename.endswith(_USER_ERROR_FILES):
+        return None
+    msg = str(exc)
+    for internal, flag in _FLAG_NAMES:
+        msg = msg.replace(internal, flag)
+    return msg
+
+
 def _is_cuda() -> bool:
     import torch
 
@@ -289,10 +309,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         say = (lambda m: print(m, flush=True)) if rank0 else (lambda m: None)
         if note:
             say(note)
-        preflight.check(cfg, _is_cuda(), log=say)
+        beta_source = ("--xlda-beta" if hasattr(args, "xlda_beta") or not getattr(args, "config", None)
+                       else f"data.xlda_beta of {args.config}")
+        preflight.check(cfg, _is_cuda(), log=say, beta_source=beta_source)
     except (ConfigError, ValueError) as e:
         print(f"pretrain: error: {e}", file=sys.stderr)
         return 2
+    from xlda.attention.stats import ExpansionCapExceeded
     from xlda.training.loop import Trainer, TrainingDivergedError
 
     trainer = Trainer(cfg)
@@ -302,6 +325,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except (ConfigError, CheckpointError) as e:
             print(f"pretrain: error: {e}", file=sys.stderr)
             return 2
+        except ValueError as e:
+            msg = _data_user_error(e)
+            if msg is None:
+                raise
+            print(f"pretrain: error: {msg}", file=sys.stderr)
+            return 2
         if trainer.rank == 0:
             note = quiet.fallback_note()
             if note:
@@ -310,7 +339,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             where = f"{run_dir}/run_config.yaml" if run_dir else "not saved: no --save/--run-dir"
             print(f"[xlda] resolved config: {where} (--print-config prints it)", flush=True)
         result = trainer.train()
-    except TrainingDivergedError as e:
+    except (TrainingDivergedError, ExpansionCapExceeded) as e:  # stops the user asked for
         print(f"pretrain: error: {e}", file=sys.stderr)
         return 1
     finally:
