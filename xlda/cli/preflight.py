@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from xlda.training.config import ConfigError, RunConfig, language_of_prefix
+from xlda.training.config import ConfigError, RunConfig
 
 _SUFFIX = "_text_document"
 # Scan the data for the largest token id only up to this many bytes when no manifest records the
