@@ -118,6 +118,13 @@ def test_data_path_weights(cli_data, capsys):
     assert "--annealing-data-path" in msg and "weights are not supported there" in msg
 
 
+def test_unknown_flags_one_line_with_suggestions(cli_data, capsys):
+    msg = _error(capsys, base(cli_data, "--lr-wsd-decay-itres", "3", "--bogus"))
+    assert msg == ("pretrain: error: unknown argument(s): --lr-wsd-decay-itres (did you mean "
+                   "--lr-wsd-decay-iters, --lr-decay-iters, --lr-wsd-decay-style?); --bogus; run with --help for the supported "
+                   "Megatron-LM flags")
+
+
 def test_argparse_errors_are_one_line(cli_data, capsys):
     msg = _error(capsys, base(cli_data, "--xlda-mask", "bogus"))
     assert "argument --xlda-mask: invalid choice: 'bogus'" in msg

@@ -204,12 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _fail_unknown(parser, unknown: list[str]):
     flags = [u for u in unknown if u.startswith("-")]
     known = ["--config", "--print-config", *FLAGS]
-    lines = []
+    items = []
     for u in flags or unknown:
         close = difflib.get_close_matches(u.split("=")[0], known, n=3)
-        lines.append(f"  {u}" + (f"   (did you mean {', '.join(close)}?)" if close else ""))
-    raise ConfigError("unknown argument(s):\n" + "\n".join(lines) +
-                      "\nrun with --help for the supported Megatron-LM flags")
+        items.append(u + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    raise ConfigError("unknown argument(s): " + "; ".join(items) +
+                      "; run with --help for the supported Megatron-LM flags")
 
 
 def _apply_data_path_weights(cfg: RunConfig, args: argparse.Namespace) -> Optional[str]:
