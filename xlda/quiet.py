@@ -31,6 +31,11 @@ def install() -> None:
             logger.setLevel(logging.WARNING)
 
 
+def install_cpu() -> None:
+    """Advice that only concerns GPUs, filtered on a machine without one."""
+    warnings.filterwarnings("ignore", message=r".*CUDA_DEVICE_MAX_CONNECTIONS", category=UserWarning)
+
+
 def _has(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None

@@ -311,7 +311,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             say(note)
         beta_source = ("--xlda-beta" if hasattr(args, "xlda_beta") or not getattr(args, "config", None)
                        else f"data.xlda_beta of {args.config}")
-        preflight.check(cfg, _is_cuda(), log=say, beta_source=beta_source)
+        cuda = _is_cuda()
+        if not cuda:
+            quiet.install_cpu()
+        preflight.check(cfg, cuda, log=say, beta_source=beta_source)
     except (ConfigError, ValueError) as e:
         print(f"pretrain: error: {e}", file=sys.stderr)
         return 2
