@@ -2,6 +2,10 @@
 
 Precedence: RunConfig defaults < ``--config recipe.yaml`` < flags. Only flags actually given
 override (argparse defaults are suppressed), so a recipe is never silently reset.
+
+User errors (bad flags, values, data, tokenizer, checkpoint) end in one ``pretrain: error: ...``
+line naming the flag and exit code 2 (xlda.cli.preflight checks files and machine before
+anything is built); a traceback means a bug.
 """
 from __future__ import annotations
 
@@ -309,8 +313,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         say = (lambda m: print(m, flush=True)) if rank0 else (lambda m: None)
         if note:
             say(note)
-        beta_source = ("--xlda-beta" if hasattr(args, "xlda_beta") or not getattr(args, "config", None)
-                       else f"data.xlda_beta of {args.config}")
+        recipe = getattr(args, "config", None)
+        beta_source = (f"data.xlda_beta of {recipe}" if recipe and not hasattr(args, "xlda_beta")
+                       else "--xlda-beta")
         cuda = _is_cuda()
         if not cuda:
             quiet.install_cpu()
