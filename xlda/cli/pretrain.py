@@ -309,7 +309,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if getattr(args, "print_config", False):
             print(cfg.to_yaml(), end="")
             return 0
-        rank0 = int(os.environ.get("RANK", "0")) == 0
+        rank0 = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
         say = (lambda m: print(m, flush=True)) if rank0 else (lambda m: None)
         if note:
             say(note)
