@@ -496,9 +496,12 @@ def _check_run_config(path: Path, run_config, strict: bool) -> None:
         return
     import yaml
 
+    from xlda.model.config import ModelConfig
+
     saved = (yaml.safe_load(cfg_file.read_text()) or {}).get("model") or {}
     current = _plain(run_config.to_dict()).get("model") or {}
-    diff = model_config_diff(saved, current)
+    # Resolved values, not recipe nulls: a converter writes kv_channels: 32 where a recipe says null.
+    diff = model_config_diff(ModelConfig.weight_shaping(saved), ModelConfig.weight_shaping(current))
     if diff:
         lines = ", ".join(f"{k}: checkpoint={a!r} vs now={b!r}" for k, (a, b) in diff.items())
         msg = f"model config of {cfg_file} differs from this run's: {lines}"
@@ -628,6 +631,32 @@ def _load_error(path: Path, files: dict | None, exc: BaseException) -> Checkpoin
     return CheckpointError(
         f"loading {path} failed: {first}. The checkpoint is corrupted "
         f"or was saved from a different model")
+
+
+def has_optimizer_state(load_dir: str | os.PathLike) -> bool | None:
+    """Whether the checkpoint ``--load`` would read holds optimizer state (None: no checkpoint).
+    Converted checkpoints (tools/checkpoint/convert.py) hold the model only."""
+    load_dir = Path(load_dir)
+    iteration = read_latest(load_dir) if load_dir.is_dir() else None
+    if iteration is None:
+        return None
+    from torch.distributed.checkpoint import FileSystemReader
+
+    path = iter_dir(load_dir, iteration)
+    try:
+        files = integrity.read_manifest(path)
+    except integrity.CorruptFilesError:
+        return True  # load_checkpoint reports it
+    meta = path / ".metadata"
+    # .metadata is a pickle: never read it before its recorded checksum matches
+    if files is not None and (".metadata" not in files or not meta.is_file()
+                              or integrity.sha256_file(meta) != files[".metadata"]["sha256"]):
+        return True  # load_checkpoint verifies everything and names what is wrong
+    try:
+        keys = FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    except Exception:  # missing or torn: load_checkpoint reports it with its own clear error
+        return True
+    return any(k.startswith("optimizer.") for k in keys)
 
 
 def _restore_rng(state: dict, path: Path) -> None:

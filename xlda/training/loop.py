@@ -173,6 +173,11 @@ class Trainer:
         if ck is None:
             raise RuntimeError("--load given but xlda.training.checkpointing is not available")
         finetune = self.cfg.checkpoint.finetune
+        if not finetune and ck.has_optimizer_state(load_dir) is False:
+            # A converted checkpoint (model only): what --finetune does, said in one line.
+            finetune = True
+            self.log0(f"[xlda] {load_dir} holds no optimizer state (a converted checkpoint?): "
+                      "loading weights only, starting at iteration 0 with a fresh optimizer")
         out = ck.load_checkpoint(load_dir, self.model_chunks, self.optimizer,
                                  None if finetune else self.scheduler,
                                  run_config=self.cfg, load_optimizer=not finetune,
@@ -186,7 +191,8 @@ class Trainer:
             self._saved_iteration = self.iteration  # resuming in place: never re-save it
         if finetune:  # weights only: fresh iteration count, data position and schedule
             self.iteration = 0
-            self.log0(f"[xlda] --finetune: loaded weights from {load_dir}, starting at 0")
+            if self.cfg.checkpoint.finetune:
+                self.log0(f"[xlda] --finetune: loaded weights from {load_dir}, starting at 0")
             return
         self.data.load_state_dict(extra["data"])
         self.switch.load_state_dict(extra["annealing"])
@@ -358,7 +364,11 @@ class Trainer:
     def _train(self, signals) -> TrainResult:
         cfg, t = self.cfg, self.cfg.training
         result = TrainResult(self.iteration, "finished")
-        self.log0(f"[xlda] training: iterations {self.iteration + 1}..{t.train_iters}, "
+        stop, why = t.train_iters, ""
+        if t.exit_interval and (self.iteration // t.exit_interval + 1) * t.exit_interval < stop:
+            stop = (self.iteration // t.exit_interval + 1) * t.exit_interval
+            why = f" of {t.train_iters} (--exit-interval {t.exit_interval} stops at {stop})"
+        self.log0(f"[xlda] training: iterations {self.iteration + 1}..{stop}{why}, "
                   f"global batch {t.global_batch_size} = {self.num_microbatches} micro-batches x "
                   f"{t.micro_batch_size} x DP {self.dp_size}, world {self.world}")
         for c in self.model_chunks:
