@@ -85,7 +85,9 @@ class CurationPipeline:
         return str(self.work / "reports" / name)
 
     def _reader_for(self, lang: str, folder: str, ext: str = "jsonl.gz") -> ShardReader:
-        return ShardReader(rank_file=str(self.work / folder / lang / f"{{rank:05d}}.{ext}"))
+        # JsonlWriter names a task's file <rank>.jsonl.gz; ParquetWriter 000_<rank>.parquet, ...
+        d = self.work / folder / lang
+        return ShardReader(rank_file=(str(d / f"{{rank:05d}}.{ext}"), str(d / f"???_{{rank:05d}}.{ext}")))
 
     def _writer(self, folder: Path, fmt: str, filename: str = "${rank}"):
         if fmt == "parquet":

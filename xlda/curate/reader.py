@@ -8,7 +8,7 @@ the extension).
 """
 from __future__ import annotations
 
-import os
+import glob
 
 import fsspec
 import orjson
@@ -29,13 +29,14 @@ def is_parquet(path: str) -> bool:
 
 
 class ShardReader(PipelineStep):
-    """Reads `files` round-robin across ranks (file i goes to rank i % world_size), or exactly
-    `rank_file.format(rank=rank)` (the previous stage's output of this rank; absent = empty)."""
+    """Reads `files` round-robin across ranks (file i goes to rank i % world_size), or the files
+    of `rank_file.format(rank=rank)` (the previous stage's output of this rank, a glob pattern:
+    datatrove's ParquetWriter prefixes a file counter, NNN_<rank>.parquet; absent = empty)."""
 
     name = "xlda shard reader"
     type = "📖 - READER"
 
-    def __init__(self, files: list[str] | None = None, rank_file: str | None = None,
+    def __init__(self, files: list[str] | None = None, rank_file: str | tuple | None = None,
                  text_key: str = "text", id_key: str = "id", strict: bool = False,
                  report_dir: str | None = None, report_tag: str = "{rank:05d}",
                  max_examples: int = 5):
@@ -47,8 +48,8 @@ class ShardReader(PipelineStep):
 
     def _my_files(self, rank: int, world_size: int) -> list[str]:
         if self.rank_file is not None:
-            f = self.rank_file.format(rank=rank)
-            return [f] if os.path.exists(f) else []
+            pats = (self.rank_file,) if isinstance(self.rank_file, str) else self.rank_file
+            return sorted({f for p in pats for f in glob.glob(p.format(rank=rank))})
         return self.files[rank::world_size]
 
     def _reject(self, report: TaskReport, reason: str, where: str, msg: str) -> None:
