@@ -135,9 +135,9 @@ class QualityScorer(_Reporting):
     def run(self, data, rank: int = 0, world_size: int = 1):
         model = None
         if self.model_path:
-            import fasttext
+            from xlda.curate.classifier import _import_fasttext, fasttext_text
 
-            model = fasttext.load_model(self.model_path)
+            model = _import_fasttext().load_model(self.model_path)
             if self.label not in model.get_labels():
                 raise CurateError(f"--quality-model {self.model_path}: no label {self.label!r} "
                                   f"(labels: {model.get_labels()}; pass --quality-label)")
@@ -145,7 +145,7 @@ class QualityScorer(_Reporting):
         for doc in data:
             lang = doc.metadata["lang"]
             if model is not None:
-                labels, probs = model.predict(doc.text.replace("\n", " "), k=-1)
+                labels, probs = model.predict(fasttext_text(doc.text), k=-1)
                 score = float(dict(zip(labels, probs)).get(self.label, 0.0))
             else:
                 v = doc.metadata.get(self.score_field)
