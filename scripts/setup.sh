@@ -22,6 +22,6 @@ PYEOF
 if [ "$ready" != yes ] || [ "${XLDA_FORCE_SETUP:-0}" = 1 ]; then
   # torch first, alone and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
   $PY -m pip install --quiet --disable-pip-version-check -c constraints-cpu.txt torch==2.13.0
-  $PY -m pip install --quiet --disable-pip-version-check -c constraints-cpu.txt -e '.[dev,lingua]'
+  $PY -m pip install --quiet --disable-pip-version-check -c constraints-cpu.txt -e '.[dev,lingua,curate]'
 fi
 $PY -W ignore -c "import torch, megatron.core; print(f'[setup] torch {torch.__version__}, megatron-core {megatron.core.__version__}')"

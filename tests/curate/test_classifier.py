@@ -9,7 +9,7 @@ from datatrove.data import Document
 
 pytest.importorskip("fasttext")
 
-from tools.train_quality_classifier import main as train_main  # noqa: E402
+from xlda.curate.cli import train_classifier_main as train_main  # noqa: E402
 from xlda.curate.steps import QualityScorer  # noqa: E402
 
 SPAM = "buy now click here free offer subscribe cookie login deal win prize cheap".split()
