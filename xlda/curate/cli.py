@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cpus-per-task", type=int, default=1)
     g.add_argument("--mem-per-cpu-gb", type=int, default=2)
     g.add_argument("--job-name", default="xlda-curate")
+    g.add_argument("--tasks-per-job", type=int, default=1,
+                   help="SLURM: ranks each array element runs in turn (fewer, longer jobs)")
     g.add_argument("--env-command", default=None,
                    help="shell line run before each SLURM task (default: this Python's PATH + this checkout)")
     return p
@@ -66,7 +68,8 @@ def main(argv=None) -> int:
             strict=args.strict, max_examples=args.max_reject_examples, executor=args.executor,
             tasks=args.tasks, workers=args.workers, partition=args.partition, time=args.time,
             cpus_per_task=args.cpus_per_task, mem_per_cpu_gb=args.mem_per_cpu_gb,
-            job_name=args.job_name, env_command=args.env_command)
+            job_name=args.job_name, env_command=args.env_command,
+            tasks_per_job=args.tasks_per_job)
         manifest = cfg.build().run()
     except CurateError as e:
         print(f"error: {e}", file=sys.stderr)

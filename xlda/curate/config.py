@@ -110,6 +110,7 @@ class CurateConfig:
     cpus_per_task: int = 1
     mem_per_cpu_gb: int = 2
     job_name: str = "xlda-curate"
+    tasks_per_job: int = 1  # ranks one SLURM array element runs in turn (small stages: >1)
     sbatch_args: dict = field(default_factory=dict)
     env_command: str | None = None
 

@@ -193,7 +193,8 @@ class CurationPipeline:
                     cpus_per_task=c.cpus_per_task, mem_per_cpu_gb=c.mem_per_cpu_gb,
                     job_name=f"{c.job_name}-{name}", logging_dir=logs, depends=prev,
                     sbatch_args=dict(c.sbatch_args), env_command=c.env_command or _env_command(),
-                    slurm_logs_folder=str(self.work / "slurm_logs" / name), mail_type="NONE")
+                    slurm_logs_folder=str(self.work / "slurm_logs" / name), mail_type="NONE",
+                    tasks_per_job=c.tasks_per_job)
             out.append(ex)
             prev = ex
         return out
