@@ -21,16 +21,17 @@ def _write(path, texts):
 
 def test_trained_classifier_scores_held_out_documents(corpus, tmp_path):
     with gzip.open(corpus / "libreoffice_help.en.jsonl.gz", "rt") as f:
-        good = [json.loads(x)["text"] for x in itertools.islice(f, 120)]
+        good = [json.loads(x)["text"][:2000] for x in itertools.islice(f, 80)]
     rng = random.Random(0)
-    bad = [" ".join(rng.choice(SPAM) for _ in range(rng.randint(30, 200))) for _ in range(120)]
-    _write(tmp_path / "pos.jsonl", good[:100])
-    _write(tmp_path / "neg.jsonl", bad[:100])
-    args = ["--positive", str(tmp_path / "pos.jsonl"), "--negative", str(tmp_path / "neg.jsonl")]
+    bad = [" ".join(rng.choice(SPAM) for _ in range(rng.randint(30, 200))) for _ in range(80)]
+    _write(tmp_path / "pos.jsonl", good[:60])
+    _write(tmp_path / "neg.jsonl", bad[:60])
+    args = ["--positive", str(tmp_path / "pos.jsonl"), "--negative", str(tmp_path / "neg.jsonl"),
+            "--dim", "16"]
     assert train_main(args + ["--output", str(tmp_path / "q.bin")]) == 0
     assert train_main(args + ["--output", str(tmp_path / "q2.bin")]) == 0
-    held = [Document(t, f"g{i}", metadata={"lang": "en"}) for i, t in enumerate(good[100:])] + \
-        [Document(t, f"b{i}", metadata={"lang": "en"}) for i, t in enumerate(bad[100:])]
+    held = [Document(t, f"g{i}", metadata={"lang": "en"}) for i, t in enumerate(good[60:])] + \
+        [Document(t, f"b{i}", metadata={"lang": "en"}) for i, t in enumerate(bad[60:])]
     scores = {}
     for model in ("q.bin", "q2.bin"):
         step = QualityScorer(model_path=str(tmp_path / model), report_dir=str(tmp_path / model[:-4]))

@@ -112,3 +112,21 @@ def test_parquet_input_and_output_match_jsonl(planted, curated, tmp_path):
         assert {r["id"] for r in read_output(out / "anneal" / L)} == \
             {r["id"] for r in read_output(ref_out / "anneal" / L)}
     assert all(f.endswith(".parquet") for L in LANGS for f in m["languages"][L]["files"])
+
+
+@pytest.mark.slow  # ~8 s: tokenizer training + megatron-core imports
+def test_curated_shards_feed_preprocessing(curated, tmp_path):
+    """The chain's next step: tools/preprocess_data.py reads the curated shards as they are
+    (`lang` already set) into one indexed dataset per language (the annealing shards alike)."""
+    from tests.data.fixtures import train_test_tokenizer
+    from xlda.data.preprocess import PreprocessConfig
+
+    out, m = curated
+    tok = train_test_tokenizer(tmp_path, 500, docs_per_lang=20)
+    PreprocessConfig(input=[str(out / "[a-z][a-z]" / "*.jsonl.gz")], output_prefix=str(tmp_path / "cur"),
+                     tokenizer_type="HuggingFaceTokenizer", tokenizer_model=str(tok),
+                     append_eod=True, strict=True, log_interval=0).build().run()
+    man = json.loads((tmp_path / "cur.manifest.json").read_text())
+    assert {L: e["documents"] for L, e in man["languages"].items()} == \
+        {L: m["languages"][L]["documents"] for L in LANGS}
+    assert not any(man["rejected"].values())
