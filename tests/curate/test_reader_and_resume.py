@@ -98,3 +98,11 @@ def test_rerun_after_a_killed_task_redoes_only_that_task(planted, curated, tmp_p
     for L in LANGS:
         assert read_output(out / L) == read_output(ref_out / L)
         assert read_output(out / "anneal" / L) == read_output(ref_out / "anneal" / L)
+
+
+def test_rerun_with_other_settings_is_refused(curated, planted):
+    out, m = curated
+    assert run_local(planted.files, out, score_field="score",
+                     anneal_top=parse_lang_fractions(ANNEAL)) == m  # complete: nothing to do
+    with pytest.raises(CurateError, match=r"other settings \(anneal_top differ\)"):
+        run_local(planted.files, out, score_field="score", anneal_top=parse_lang_fractions("en=0.5"))

@@ -199,13 +199,39 @@ class CurationPipeline:
             prev = ex
         return out
 
+    def settings(self) -> dict:
+        """What decides the result; a rerun into the same --output-dir must match it, since
+        datatrove skips tasks by their completion markers alone."""
+        c = self.cfg
+        return {"inputs": self.files, "languages": {k: v.__dict__ for k, v in self.langs.items()},
+                "lang_id": c.lang_id, "text_key": c.text_key, "id_key": c.id_key,
+                "score_field": c.score_field, "quality_model": c.quality_model,
+                "quality_label": c.quality_label, "output_format": c.output_format,
+                "anneal_top": {k: str(v) for k, v in c.anneal_top.items()}, "tasks": self.tasks}
+
+    def _check_settings(self) -> None:
+        path = self.work / "settings.json"
+        mine = json.loads(json.dumps(self.settings()))
+        if path.exists():
+            old = json.loads(path.read_text())
+            if old != mine:
+                diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
+                raise CurateError(f"{self.out} holds a run with other settings ({', '.join(diff)} "
+                                  "differ); rerun with the same flags to resume, or use a new "
+                                  "--output-dir")
+        else:
+            self.work.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(".settings.json.tmp")
+            tmp.write_text(json.dumps(mine, indent=1, ensure_ascii=False, sort_keys=True))
+            os.replace(tmp, path)
+
     def run(self):
         """Local: runs everything and returns the manifest. SLURM: submits the chained job arrays
         and returns None (the publish job writes the manifest)."""
+        self._check_settings()
         manifest = self.out / MANIFEST
         if manifest.exists():
             return json.loads(manifest.read_text())
-        self.work.mkdir(parents=True, exist_ok=True)
         last = self.executors()[-1]
         last.run()
         if self.cfg.executor == "local":

@@ -21,8 +21,9 @@ _SIGN = 1 << 63
 
 
 def score_bits(score: float) -> int:
-    """float64 -> uint64 with the same order (negative floats flipped, positives offset)."""
-    (b,) = struct.unpack("<Q", struct.pack("<d", float(score)))
+    """float64 -> uint64 with the same order (negative floats flipped, positives offset);
+    -0.0 counts as 0.0, as it compares equal to it."""
+    (b,) = struct.unpack("<Q", struct.pack("<d", float(score) + 0.0))
     return (~b) & 0xFFFFFFFFFFFFFFFF if b & _SIGN else b | _SIGN
 
 
