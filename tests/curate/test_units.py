@@ -92,3 +92,12 @@ def test_config_errors_name_the_flag(tmp_path):
     (tmp_path / "en.yaml").write_text("lang: en\nlanguage_id: {min_confidence: 0.5}\nbogus: 1\n")
     with pytest.raises(CurateError, match="unknown sections"):
         LanguageConfig.load("en", tmp_path)
+
+
+def test_lingua_identifier_gives_label_and_confidence(tmp_path):
+    pytest.importorskip("lingua")
+    step = LanguageIdentifier("lingua", {"en": 0.65, "ko": 0.5, "ja": 0.5, "zh": 0.5},
+                              report_dir=str(tmp_path))
+    kept = list(step.run([Document(CLEAN[L], L) for L in ("en", "ko", "ja", "zh")], 0, 1))
+    assert [d.metadata["lang"] for d in kept] == ["en", "ko", "ja", "zh"]
+    assert all(0.65 <= d.metadata["lang_score"] <= 1.0 for d in kept)
