@@ -125,7 +125,7 @@ class CurationPipeline:
         def mh(lang):
             return str(w / "minhash" / lang)
 
-        def t(_, lang):
+        def tag(lang):  # report file of a fan-out task: <lang>_<rank in the language>
             return lang + "_{rank:05d}"
 
         exact_sigs = self._fan(lambda L: [
@@ -146,9 +146,9 @@ class CurationPipeline:
         def final(L):
             steps = [self._reader_for(L, "filtered"),
                      ExactDedupFilter(ex(L) + "/dups", exact_config()),
-                     CountDocs(report_dir=self._reports("after_exact"), report_tag=t("", L)),
+                     CountDocs(report_dir=self._reports("after_exact"), report_tag=tag(L)),
                      MinhashDedupFilter(mh(L) + "/remove"),
-                     CountDocs(report_dir=self._reports("after_minhash"), report_tag=t("", L))]
+                     CountDocs(report_dir=self._reports("after_minhash"), report_tag=tag(L))]
             if L in c.anneal_top:
                 steps.append(KeyRecorder(str(w / "keys" / L / "{rank:05d}.npy")))
             return steps + [self._writer(w / "final" / L, c.output_format)]
@@ -165,7 +165,7 @@ class CurationPipeline:
             anneal = self._fan(lambda L: [
                 self._reader_for(L, "final", self.ext),
                 AnnealCut(L, c.anneal_top[L], str(w / "keys" / L),
-                          report_dir=self._reports("anneal"), report_tag=t("", L)),
+                          report_dir=self._reports("anneal"), report_tag=tag(L)),
                 self._writer(w / "anneal" / L, c.output_format)], langs=list(c.anneal_top))
             out.append(("anneal", anneal, anneal[0].world_size))
         out.append(("publish", [Publish(self)], 1))
