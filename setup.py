@@ -34,11 +34,17 @@ setup(
     extras_require={
         "dev": ["pytest>=8", "hypothesis>=6.100", "transformers>=4.44", "matplotlib>=3.8"],
         "lingua": ["lingua-language-detector>=2.0"],
+        # Data curation (xlda.curate, tools/curate.py): datatrove's pipeline/executors, Parquet,
+        # fastText quality classifier (the maintained build with numpy 2 wheels; the archived
+        # `fasttext` 0.9.3 sdist trains NaNs when built with current compilers).
+        "curate": ["datatrove>=0.10.1,<0.11", "pyarrow>=14", "fasttext-community>=0.11.9",
+                   "regex>=2023.0", "orjson>=3.8"],
     },
     entry_points={
         "console_scripts": [
             "xlda-preprocess=xlda.cli.preprocess:main",
             "xlda-pretrain=xlda.cli.pretrain:main",
+            "xlda-curate=xlda.curate.cli:main",
         ]
     },
 )

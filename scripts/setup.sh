@@ -14,6 +14,6 @@ if [ "$ready" != yes ] || [ "${XLDA_FORCE_SETUP:-0}" = 1 ]; then
   [ "$ready" = yes ] || echo "[setup] installing: ${ready#no: }"
   # torch first, alone and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
   $PY -m pip install --quiet --disable-pip-version-check -c constraints-cpu.txt torch==2.13.0
-  $PY -m pip install --quiet --disable-pip-version-check -c constraints-cpu.txt -e '.[dev,lingua]'
+  $PY -m pip install --quiet --disable-pip-version-check -c constraints-cpu.txt -e '.[dev,lingua,curate]'
 fi
 $PY scripts/setup_check.py --versions
