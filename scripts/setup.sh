@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-# Reinstall when a requirement of setup.py (with the dev and lingua extras) is missing or out of
+# Reinstall when a requirement of setup.py (with the dev, lingua and curate extras) is missing or out of
 # range, when xlda is installed from another checkout (CI clones main elsewhere; an editable
 # install elsewhere would leave this checkout's C kernel unbuilt), or when the kernel is not
 # built here.

@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-EXTRAS = ("dev", "lingua")  # what scripts/setup.sh installs: -e '.[dev,lingua]'
+EXTRAS = ("dev", "lingua", "curate")  # what scripts/setup.sh installs: -e '.[dev,lingua,curate]'
 
 
 def requirements(setup_py: Path) -> list[str]:
