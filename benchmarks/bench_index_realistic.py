@@ -151,8 +151,11 @@ def child(mode: str, corpus_dir: str, cache_dir: str, n_samples: int) -> dict:
     t, c = time.perf_counter(), time.process_time()
     if mode.startswith("megatron"):
         from megatron.core.datasets.indexed_dataset import IndexedDataset
-        sizes = [int(np.asarray(IndexedDataset(p).sequence_lengths).sum(dtype=np.int64))
-                 for p in prefixes.values()] if mode == "megatron-build" else None
+        sizes = None
+        if mode == "megatron-build":  # (keep each IndexedDataset alive: its mmap backs the view)
+            parts = [IndexedDataset(p) for p in prefixes.values()]
+            sizes = [int(np.asarray(d.sequence_lengths).sum(dtype=np.int64)) for d in parts]
+            del parts
         if sizes is None:
             with open(os.path.join(cache_dir, "weights.json")) as f:
                 weights = json.load(f)
