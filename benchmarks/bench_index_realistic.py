@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -121,10 +120,12 @@ def behaviour(n_docs: int) -> None:
 
 
 # -- scale: one measurement per fresh process ------------------------------------------------------
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident set (VmRSS) or its peak (VmHWM: unlike ru_maxrss, it is not
+    inherited from the parent across fork + exec)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -179,7 +180,7 @@ def child(mode: str, corpus_dir: str, cache_dir: str, n_samples: int) -> dict:
         train, _, _ = build_xlda_datasets(cfg, [n_samples, 0, 0])
         assert len(train) == n_samples
     wall, cpu = time.perf_counter() - t, time.process_time() - c
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _rss_mb("VmHWM")
     return {"wall": wall, "cpu": cpu, "peak_mb": peak, "base_mb": base,
             "rss_mb": _rss_mb() - base}
 
