@@ -94,10 +94,16 @@ def initialize(parallel_config, seed: int) -> DistEnv:
         backend = parallel_config.distributed_backend or ("gloo" if cpu else "nccl")
         if not cpu:
             torch.cuda.set_device(denv.local_rank)
-        torch.distributed.init_process_group(
-            backend=backend, rank=denv.rank, world_size=denv.world_size,
-            init_method=f"tcp://{denv.master_addr}:{denv.master_port}",
-        )
+        if denv.world_size == 1:
+            # One process: an in-process store. A TCP store would race every other job on the
+            # machine for its port (a free port can be taken again before the store listens).
+            torch.distributed.init_process_group(
+                backend=backend, store=torch.distributed.HashStore(), rank=0, world_size=1)
+        else:
+            torch.distributed.init_process_group(
+                backend=backend, rank=denv.rank, world_size=denv.world_size,
+                init_method=f"tcp://{denv.master_addr}:{denv.master_port}",
+            )
     if parallel_state.model_parallel_is_initialized():
         parallel_state.destroy_model_parallel()
     parallel_state.initialize_model_parallel(
