@@ -114,8 +114,9 @@ def test_rejects_counted_with_file_line(tmp_path, wl, capsys):
     (tmp_path / "bin.jsonl").write_bytes(b'{"text": "\xff\xfe", "lang": "en"}\n')
     assert cli(wl, [src, tmp_path / "bin.jsonl"], tmp_path / "x", "--languages", "en,ko") == 0
     m = json.loads((tmp_path / "x.manifest.json").read_text())
-    assert m["rejected"] == {"malformed_json": 2, "invalid_utf8": 1, "missing_text_key": 1, "text_not_string": 1,
-                             "empty_document": 1, "missing_language": 1, "undetected_language": 0,
+    assert m["rejected"] == {"malformed_json": 2, "invalid_utf8": 1, "invalid_unicode": 0, "missing_text_key": 1,
+                             "text_not_string": 1, "empty_document": 1, "document_too_long": 0,
+                             "missing_language": 1, "invalid_language": 0, "undetected_language": 0,
                              "unknown_language": 1}
     assert m["blank_lines"] == 1
     assert m["languages"]["en"]["documents"] == 1
@@ -178,18 +179,18 @@ def test_failure_during_commit_leaves_no_temps(tmp_path, wl, monkeypatch):
     monkeypatch.setattr(IndexedDatasetBuilder, "finalize", boom)
     assert cli(wl, [write_jsonl(tmp_path / "a.jsonl", DOCS)], tmp_path / "out" / "x") == 1
     assert outputs(tmp_path / "out") == ["x_en_text_document.bin", "x_en_text_document.idx"]  # untouched
-    real_commit = pp.LanguageWriter.commit
+    real_finalize = pp.LanguageWriter.finalize
 
     def rename_fails(self):
         monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(OSError("rename failed")))
-        return real_commit(self)
+        return real_finalize(self)
 
     monkeypatch.undo()
-    monkeypatch.setattr(pp.LanguageWriter, "commit", rename_fails)
+    monkeypatch.setattr(pp.LanguageWriter, "finalize", rename_fails)
     assert cli(wl, [tmp_path / "a.jsonl"], tmp_path / "out" / "x") == 1
     monkeypatch.undo()
-    # The stale .idx is gone (no complete-looking dataset), no temps, no manifest.
-    assert outputs(tmp_path / "out") == ["x_en_text_document.bin"]
+    # The old set is gone (no complete-looking dataset), no temps, no manifest.
+    assert outputs(tmp_path / "out") == []
     assert not (tmp_path / "out" / "x.manifest.json").exists()
 
 
@@ -208,8 +209,6 @@ def test_input_errors(tmp_path, wl, capsys):
     assert cli(wl, [tmp_path / "trunc.jsonl.zst"], tmp_path / "x") == 1
     assert "trunc.jsonl.zst: cannot read past line" in capsys.readouterr().err
     assert outputs(tmp_path) == []
-    assert main(["--input", "a", "--output-prefix", "x", "--tokenizer-type", "HuggingFaceTokenizer",
-                 "--tokenizer-model", str(wl), "--json-keys", "a", "b"]) == 2
 
 
 def test_workers_byte_identical(tmp_path, wl):

@@ -6,11 +6,11 @@ override (argparse defaults are suppressed), so a recipe is never silently reset
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 import warnings
 from typing import Optional, Sequence
 
+from xlda.cli.flags import unknown_flag_lines
 from xlda.training.config import ConfigError, RunConfig
 
 
@@ -156,12 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail_unknown(parser, unknown: list[str]):
-    flags = [u for u in unknown if u.startswith("-")]
-    known = ["--config", "--print-config", *FLAGS]
-    lines = []
-    for u in flags or unknown:
-        close = difflib.get_close_matches(u.split("=")[0], known, n=3)
-        lines.append(f"  {u}" + (f"   (did you mean {', '.join(close)}?)" if close else ""))
+    lines = unknown_flag_lines(unknown, ["--config", "--print-config", *FLAGS])
     raise ConfigError("unknown argument(s):\n" + "\n".join(lines) +
                       "\nrun with --help for the supported Megatron-LM flags")
 
