@@ -112,7 +112,7 @@ LANG_CODE_RE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8}){0,3}")
 
 
 def is_lang_code(value) -> bool:
-    return isinstance(value, str) and LANG_CODE_RE.fullmatch(value.strip().lower().replace("_", "-")) is not None
+    return isinstance(value, str) and LANG_CODE_RE.fullmatch(value.strip(" ").lower().replace("_", "-")) is not None
 
 
 def normalize_lang(value) -> str | None:
@@ -120,4 +120,4 @@ def normalize_lang(value) -> str | None:
     is not a language tag at all, e.g. 'x/../pwn', is unusable: see is_lang_code)."""
     if not is_lang_code(value):
         return None
-    return value.strip().lower().replace("_", "-").split("-")[0]
+    return value.strip(" ").lower().replace("_", "-").split("-")[0]

@@ -501,8 +501,8 @@ class Preprocessor:
         self.worker = _Worker(self.spec)
         self.tokenizer = self.worker.tok
 
-    def run(self, log=sys.stderr) -> Report:
-        cfg = self.cfg
+    def run(self, log=None) -> Report:
+        cfg, log = self.cfg, log or sys.stderr
         Path(cfg.output_prefix).parent.mkdir(parents=True, exist_ok=True)
         with PrefixLock(cfg.output_prefix):
             remove_stale_temps(cfg.output_prefix, log)
