@@ -66,7 +66,7 @@ def test_kill9_debris_is_removed_by_the_rerun(tmp_path, wl, capsys):
     assert {k: v["documents"] for k, v in m["languages"].items()} == {"en": 4000, "ko": 2000, "ja": 2000}
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_sigterm_prints_a_message_and_removes_partial_outputs(tmp_path, wl, workers):
     src = write_jsonl(tmp_path / "a.jsonl", DOCS * 2000)
     out = tmp_path / "out"
@@ -112,6 +112,7 @@ def test_disk_full_while_writing_the_manifest_keeps_the_previous_set(tmp_path, w
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+@pytest.mark.slow  # two subprocesses; the reject itself is tested in tests/data/test_preprocess.py
 def test_one_huge_line_is_rejected_without_the_memory(tmp_path, wl):
     """A 30 MB document (default --max-doc-chars 4e6) costs about its own size, not gigabytes."""
     small = write_jsonl(tmp_path / "small.jsonl", DOCS)
