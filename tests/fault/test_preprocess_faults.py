@@ -128,3 +128,16 @@ def test_one_huge_line_is_rejected_without_the_memory(tmp_path, wl):
     assert m["rejected"]["document_too_long"] == 1 and m["languages"]["en"]["documents"] == 2
     print(f"peak RSS: small input {peaks['small']:.0f} MiB, with a 30 MB line {peaks['big']:.0f} MiB")
     assert peaks["big"] - peaks["small"] < 200
+
+
+def test_merge_disk_full_leaves_nothing(tmp_path, wl, small_tmpfs, capsys):
+    from xlda.cli.merge_datasets import main as merge
+
+    for i in range(2):
+        assert cli(wl, [write_jsonl(tmp_path / f"s{i}.jsonl", DOCS * 2500)], tmp_path / "sh" / f"s{i}") == 0
+    mnt = small_tmpfs("128k")
+    capsys.readouterr()
+    assert merge(["--input", str(tmp_path / "sh"), "--output-prefix", str(mnt / "x")]) == 1
+    err = capsys.readouterr().err
+    assert "no space left on device" in err and f"{mnt}/x_" in err
+    assert list(mnt.iterdir()) == []
