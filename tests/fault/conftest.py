@@ -31,19 +31,30 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(d)], check=False)
 
 
-def spawn(script: str, *args: str) -> subprocess.Popen:
-    """`python -c script args...` from the repository root, this checkout first on the path."""
+def spawn(script: str, *args: str, log=None) -> subprocess.Popen:
+    """`python -c script args...` from the repository root, this checkout first on the path, in its
+    own session (so `kill_group` can sweep up children a kill -9 orphans). Output goes to pipes, or
+    to the file `log` where orphans would hold the pipes open."""
     env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    out = open(log, "w") if log else subprocess.PIPE
     return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=out, stderr=subprocess.STDOUT if log else subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, 9)
+    except ProcessLookupError:
+        pass
 
 
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0, what: str = "condition"):
     t0 = time.monotonic()
     while not predicate():
         if proc.poll() is not None:
-            out, err = proc.communicate()
+            err = proc.stderr.read() if proc.stderr else ""
             raise AssertionError(f"process ended (rc {proc.returncode}) before {what}:\n{err[-3000:]}")
         if time.monotonic() - t0 > timeout:
             proc.kill()
