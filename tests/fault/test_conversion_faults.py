@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from tests.data.fixtures import word_level_tokenizer
-from tests.fault.conftest import kill_group, spawn, wait_for
+from tests.fault.harness import kill_group, small_tmpfs, spawn, wait_for  # noqa: F401 (fixture)
 from xlda.checkpoint_conversion import ConversionError, ConvertConfig
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.data.fixtures import word_level_tokenizer, write_jsonl
 from tests.data.test_preprocess import DOCS, WORDS, cli, outputs
-from tests.fault.conftest import spawn, wait_for
+from tests.fault.harness import small_tmpfs, spawn, wait_for  # noqa: F401 (fixture)
 from xlda.data import outputs as outputs_mod
 
 # The real CLI, with each chunk slowed down so a signal lands mid-run deterministically.

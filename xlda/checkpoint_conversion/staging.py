@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from xlda.checkpoint_conversion.arch import ConversionError
+from xlda.data.outputs import fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +89,11 @@ class Staging:
             try:
                 for p in self.path.rglob("*"):
                     if p.is_file():
-                        _fsync(p)
+                        fsync_path(p)
                 if self.final.exists():
                     os.rmdir(self.final)  # empty (checked on entry)
                 os.replace(self.path, self.final)
-                _fsync(self.final.parent)
+                fsync_path(self.final.parent)
                 return False
             except OSError as e:
                 shutil.rmtree(self.path, ignore_errors=True)
@@ -111,11 +112,3 @@ class Staging:
             return ConversionError(f"no space left on device writing {self.final} (on {where.resolve()}); "
                                    f"nothing was written: free space or choose another {self.flag}")
         return ConversionError(f"writing {self.final} failed ({type(e).__name__}: {e}); nothing was written")
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

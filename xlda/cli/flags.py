@@ -23,7 +23,10 @@ def known_flags(parser: argparse.ArgumentParser) -> list[str]:
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults after each flag's help; the description's examples kept as written."""
+    """Defaults after each optional flag's help; the description's examples kept as written."""
+
+    def _get_help_string(self, action):
+        return action.help if action.required else super()._get_help_string(action)
 
 
 class FlagParser(argparse.ArgumentParser):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from xlda.cli.flags import FlagParser
-from xlda.cli.preprocess import Terminated, _on_sigterm
+from xlda.cli.run import run_tool
 
 
 def build_parser():
@@ -27,28 +27,18 @@ def build_parser():
 
 
 def main(argv=None) -> int:
-    import signal
-
     args = build_parser().parse_args(argv)
     from xlda.data.merge import MergeConfig
     from xlda.data.outputs import PreprocessError
 
-    old = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
+    def merge():
         merger = MergeConfig(input=args.input, output_prefix=args.output_prefix).build()
         print(f"merging {len(merger.paths)} output sets into {args.output_prefix}", file=sys.stderr)
-        manifest = merger.run()
-    except (PreprocessError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except Terminated:
-        print("terminated (SIGTERM): partial outputs removed; rerun the same command to redo it", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print("interrupted: partial outputs removed", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, old)
+        return merger.run()
+
+    rc, manifest = run_tool(merge, (PreprocessError, ValueError, OSError))
+    if rc:
+        return rc
     print(f"manifest: {manifest['manifest_path']}", file=sys.stderr)
     return 0
 

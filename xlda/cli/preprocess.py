@@ -5,16 +5,12 @@ Flag names (and their help) follow Megatron-LM's tools/preprocess_data.py where 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 from xlda.cli.flags import FlagParser
+from xlda.cli.run import run_tool
 from xlda.data.lang_id import LANG_ID_METHODS
 from xlda.data.tokenizer import TOKENIZER_TYPES
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (scancel, a job's time limit): unwinds like Ctrl-C so partial outputs are removed."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,10 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _on_sigterm(signum, frame):
-    raise Terminated()
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     languages = None
@@ -89,20 +81,10 @@ def main(argv=None) -> int:
         max_reject_examples=args.max_reject_examples,
         max_doc_chars=args.max_doc_chars,
     )
-    old = signal.signal(signal.SIGTERM, _on_sigterm)  # main() runs in the main thread
-    try:
-        report = cfg.build().run()
-    except (PreprocessError, TokenizerError, ValueError, RuntimeError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except Terminated:
-        print("terminated (SIGTERM): partial outputs removed; rerun the same command to redo it", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print("interrupted: partial outputs removed", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    rc, report = run_tool(lambda: cfg.build().run(),
+                          (PreprocessError, TokenizerError, ValueError, RuntimeError, OSError))
+    if rc:
+        return rc
     print(report.format(), file=sys.stderr)
     print(f"manifest: {report.manifest_path}", file=sys.stderr)
     return 0

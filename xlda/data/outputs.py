@@ -43,7 +43,7 @@ def io_error(path: str, e: OSError, what: str = "--output-prefix") -> Preprocess
     return PreprocessError(f"{path}: {e.strerror or e} (errno {e.errno})")
 
 
-def _fsync(path: str) -> None:
+def fsync_path(path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -149,7 +149,7 @@ class OutputSet:
         except OSError as e:
             raise io_error(tmp_manifest, e) from None
         for tmp, _ in self.pending:
-            _fsync(tmp)
+            fsync_path(tmp)
         finals = {final for _, final in self.pending}
         # Nothing of the old set may outlive it (its manifest first, then its data, including
         # languages and keys this run does not write), so a failed rename leaves no mixed set.

@@ -1,4 +1,5 @@
-"""Fault-injection helpers: a real small tmpfs (root and mount allowed), subprocess runners."""
+"""Fault-injection helpers for tests/fault: a real small tmpfs (where mounting is allowed) and
+subprocess runners. A module, not a conftest, so other fault suites can add their own."""
 import os
 import subprocess
 import sys
