@@ -175,6 +175,7 @@ class OutputSet:
                 except OSError:
                     pass
             raise
+        fsync_path(os.path.dirname(os.path.abspath(final_manifest)))  # the renames, durable
         self.pending = []
         return final_manifest
 
