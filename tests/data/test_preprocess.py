@@ -114,8 +114,9 @@ def test_rejects_counted_with_file_line(tmp_path, wl, capsys):
     (tmp_path / "bin.jsonl").write_bytes(b'{"text": "\xff\xfe", "lang": "en"}\n')
     assert cli(wl, [src, tmp_path / "bin.jsonl"], tmp_path / "x", "--languages", "en,ko") == 0
     m = json.loads((tmp_path / "x.manifest.json").read_text())
-    assert m["rejected"] == {"malformed_json": 2, "invalid_utf8": 1, "missing_text_key": 1, "text_not_string": 1,
-                             "empty_document": 1, "missing_language": 1, "undetected_language": 0,
+    assert m["rejected"] == {"malformed_json": 2, "invalid_utf8": 1, "invalid_unicode": 0, "missing_text_key": 1,
+                             "text_not_string": 1, "empty_document": 1, "document_too_long": 0,
+                             "missing_language": 1, "invalid_language": 0, "undetected_language": 0,
                              "unknown_language": 1}
     assert m["blank_lines"] == 1
     assert m["languages"]["en"]["documents"] == 1
@@ -178,18 +179,18 @@ def test_failure_during_commit_leaves_no_temps(tmp_path, wl, monkeypatch):
     monkeypatch.setattr(IndexedDatasetBuilder, "finalize", boom)
     assert cli(wl, [write_jsonl(tmp_path / "a.jsonl", DOCS)], tmp_path / "out" / "x") == 1
     assert outputs(tmp_path / "out") == ["x_en_text_document.bin", "x_en_text_document.idx"]  # untouched
-    real_commit = pp.LanguageWriter.commit
+    real_finalize = pp.LanguageWriter.finalize
 
     def rename_fails(self):
         monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(OSError("rename failed")))
-        return real_commit(self)
+        return real_finalize(self)
 
     monkeypatch.undo()
-    monkeypatch.setattr(pp.LanguageWriter, "commit", rename_fails)
+    monkeypatch.setattr(pp.LanguageWriter, "finalize", rename_fails)
     assert cli(wl, [tmp_path / "a.jsonl"], tmp_path / "out" / "x") == 1
     monkeypatch.undo()
-    # The stale .idx is gone (no complete-looking dataset), no temps, no manifest.
-    assert outputs(tmp_path / "out") == ["x_en_text_document.bin"]
+    # The old set is gone (no complete-looking dataset), no temps, no manifest.
+    assert outputs(tmp_path / "out") == []
     assert not (tmp_path / "out" / "x.manifest.json").exists()
 
 
@@ -208,8 +209,6 @@ def test_input_errors(tmp_path, wl, capsys):
     assert cli(wl, [tmp_path / "trunc.jsonl.zst"], tmp_path / "x") == 1
     assert "trunc.jsonl.zst: cannot read past line" in capsys.readouterr().err
     assert outputs(tmp_path) == []
-    assert main(["--input", "a", "--output-prefix", "x", "--tokenizer-type", "HuggingFaceTokenizer",
-                 "--tokenizer-model", str(wl), "--json-keys", "a", "b"]) == 2
 
 
 def test_workers_byte_identical(tmp_path, wl):
@@ -292,3 +291,132 @@ def test_zst_multi_frame_lines_span_frames(tmp_path):
     (tmp_path / "m.jsonl.zst").write_bytes(c.compress(data[:101]) + c.compress(data[101:]))
     lines = [line for _, _, ls in pp.read_chunks([str(tmp_path / "m.jsonl.zst")], chunk_lines=16) for line in ls]
     assert [json.loads(x)["i"] for x in lines] == list(range(51))
+
+
+# ---- hardening (issue 11 items 1-3, 5, 7, 8; issue 12 item 7) ---------------------------------
+
+def test_lone_surrogates_are_counted_invalid_unicode(tmp_path, wl):
+    # A "\ud800" escape and CESU-8 bytes both decode to a lone surrogate the tokenizer rejects.
+    (tmp_path / "a.jsonl").write_bytes(
+        b'{"text": "hello", "lang": "en"}\n'
+        b'{"text": "hello \\ud800 world", "lang": "en"}\n'
+        b'{"text": "hello \xed\xa0\x80", "lang": "en"}\n'
+        b'{"text": "world", "lang": "en"}\n')
+    assert cli(wl, [tmp_path / "a.jsonl"], tmp_path / "x") == 0
+    m = json.loads((tmp_path / "x.manifest.json").read_text())
+    assert m["rejected"]["invalid_unicode"] == 2 and sum(m["rejected"].values()) == 2
+    assert m["reject_examples"]["invalid_unicode"][0].startswith(f"{tmp_path / 'a.jsonl'}:2: invalid_unicode")
+    assert "U+D800" in m["reject_examples"]["invalid_unicode"][1]
+    assert read_back(tmp_path / "x_en_text_document")[1] == [[2], [3]]
+
+
+def test_deeply_nested_json_is_a_counted_reject(tmp_path, wl):
+    deep = '{"text": "hello", "lang": "en", "meta": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    src = write_jsonl(tmp_path / "a.jsonl", [DOCS[0], deep, DOCS[2]])
+    assert cli(wl, [src], tmp_path / "x") == 0
+    m = json.loads((tmp_path / "x.manifest.json").read_text())
+    assert m["rejected"]["malformed_json"] == 1 and m["languages"]["en"]["documents"] == 2
+    assert "nested too deeply" in m["reject_examples"]["malformed_json"][0]
+
+
+def test_language_codes_are_strict_no_path_traversal(tmp_path, wl, capsys):
+    out = tmp_path / "out"
+    (out / "x_x").mkdir(parents=True)  # the directory the traversal needed
+    bad = ["x/../../outside/pwn", "..", "en\n", "en/ko", "e", "english", "en ko", "\u00e9n"]
+    src = write_jsonl(tmp_path / "a.jsonl", [DOCS[0]] + [{"text": "hello", "lang": b} for b in bad]
+                      + [{"text": "world", "lang": "EN-us"}])
+    assert cli(wl, [src], out / "x") == 0
+    m = json.loads((out / "x.manifest.json").read_text())
+    assert m["rejected"]["invalid_language"] == len(bad) and m["languages"]["en"]["documents"] == 2
+    assert not (tmp_path / "outside").exists() and list((out / "x_x").iterdir()) == []
+    assert sorted(p.name for p in out.iterdir()) == ["x.manifest.json", "x_en_text_document.bin",
+                                                     "x_en_text_document.idx", "x_x"]
+    capsys.readouterr()
+    assert cli(wl, [src], out / "y", "--default-lang", "../x") == 1
+    assert "--default-lang '../x': not a language code" in capsys.readouterr().err
+    assert cli(wl, [src], out / "y", "--languages", "en,k/o") == 1
+    assert "--languages 'k/o'" in capsys.readouterr().err
+    with pytest.raises(pp.PreprocessError, match="not an ISO 639 code"):
+        pp.output_prefix_for("x", "../a")
+
+
+def test_rerun_with_fewer_languages_removes_the_old_ones(tmp_path, wl, capsys):
+    out = tmp_path / "out"
+    (out).mkdir()
+    # A neighbouring prefix whose names start like ours must survive (x_en is not a language of x).
+    assert cli(wl, [write_jsonl(tmp_path / "n.jsonl", [DOCS[1]])], out / "x_en") == 0
+    assert cli(wl, [write_jsonl(tmp_path / "a.jsonl", DOCS)], out / "x") == 0
+    capsys.readouterr()
+    assert cli(wl, [write_jsonl(tmp_path / "b.jsonl", DOCS[:1])], out / "x") == 0
+    err = capsys.readouterr().err
+    assert f"removed {out / 'x_ko_text_document.bin'}: not part of this run's output set" in err
+    assert outputs(out) == ["x_en_ko_text_document.bin", "x_en_ko_text_document.idx",
+                            "x_en_text_document.bin", "x_en_text_document.idx"]
+    assert list(json.loads((out / "x.manifest.json").read_text())["languages"]) == ["en"]
+
+
+def test_max_doc_chars_is_a_counted_reject(tmp_path, wl):
+    long_doc = {"text": " ".join(["hello"] * 400), "lang": "en"}  # 2399 characters
+    huge_line = json.dumps({"text": "hello " * 200_000, "lang": "en"})  # > 12 B/char * 1000 + 1 MiB
+    src = write_jsonl(tmp_path / "a.jsonl", [DOCS[0], long_doc, DOCS[2]])
+    (tmp_path / "b.jsonl").write_text(huge_line + "\n")
+    assert cli(wl, [src, tmp_path / "b.jsonl"], tmp_path / "x", "--max-doc-chars", "1000") == 0
+    m = json.loads((tmp_path / "x.manifest.json").read_text())
+    assert m["rejected"]["document_too_long"] == 2 and m["languages"]["en"]["documents"] == 2
+    assert "2399 characters > --max-doc-chars 1000" in m["reject_examples"]["document_too_long"][0]
+    assert f"b.jsonl:1: document_too_long: line of {len(huge_line) + 1} bytes" in m["reject_examples"]["document_too_long"][1]
+    assert cli(wl, [src], tmp_path / "y", "--max-doc-chars", "0") == 0  # 0: no cap
+    assert json.loads((tmp_path / "y.manifest.json").read_text())["languages"]["en"]["documents"] == 3
+
+
+def test_directory_and_empty_inputs(tmp_path, wl, capsys):
+    (tmp_path / "d").mkdir()
+    assert cli(wl, [tmp_path / "d"], tmp_path / "x") == 1
+    assert f"--input {tmp_path / 'd'}: is a directory; pass its files or a glob" in capsys.readouterr().err
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    (tmp_path / "blank.jsonl").write_bytes(b"\n\n")
+    assert cli(wl, [tmp_path / "empty.jsonl", tmp_path / "blank.jsonl"], tmp_path / "x") == 0
+    err = capsys.readouterr().err
+    assert f"warning: {tmp_path / 'empty.jsonl'}: no documents (the file is empty" in err
+    assert f"warning: {tmp_path / 'blank.jsonl'}: no documents" in err
+    assert f"warning: no documents were written for --output-prefix {tmp_path / 'x'}" in err
+
+
+def test_json_keys_several_keys_stay_aligned(tmp_path, wl):
+    src = write_jsonl(tmp_path / "a.jsonl", [
+        {"text": "hello world", "title": "world", "lang": "en"},
+        {"text": "hello", "lang": "en"},                             # no title: the whole line is rejected
+        {"text": "안녕", "title": "세계 세계", "lang": "ko"},
+    ])
+    assert cli(wl, [src], tmp_path / "x", "--json-keys", "text", "title", "--append-eod") == 0
+    assert read_back(tmp_path / "x_en_text_document")[1] == [[2, 3, 0]]
+    assert read_back(tmp_path / "x_en_title_document")[1] == [[3, 0]]
+    assert read_back(tmp_path / "x_ko_title_document")[1] == [[5, 5, 0]]
+    m = json.loads((tmp_path / "x.manifest.json").read_text())
+    assert m["json_keys"] == ["text", "title"] and m["rejected"]["missing_text_key"] == 1
+    assert m["languages"]["ko"]["keys"]["title"]["tokens"] == 3 and m["languages"]["ko"]["tokens"] == 2
+
+
+def test_misspelt_and_abbreviated_flags_are_named(tmp_path, wl, capsys):
+    base = ["--input", "a.jsonl", "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", str(wl)]
+    for argv, bad, hint in ((base + ["--ouput-prefix", "x"], "--ouput-prefix", "--output-prefix"),
+                            (base + ["--output-prefix", "x", "--worker", "2"], "--worker", "--workers")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert f"{bad}   (did you mean {hint}" in err and "required" not in err
+
+
+def test_help_has_a_line_and_default_for_every_flag(capsys):
+    from xlda.cli.preprocess import build_parser
+
+    parser = build_parser()
+    for a in parser._actions:
+        assert a.help, f"{a.option_strings} has no help"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for text in ("(default: 4000000)", "Number of worker processes to launch (default: 1)",
+                 "Path to binary output file without suffix", "(default: ['text'])"):
+        assert text in out

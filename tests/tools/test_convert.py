@@ -280,3 +280,76 @@ def test_mtp_head_is_dropped_on_export(tmp_path, tokens):
     plain.load_state_dict(sd, strict=True)
     ref = workers.logits(plain, mc, tokens)
     _assert_close(_hf_logits(tmp_path / "hf", tokens), ref[..., :VOCAB], "mcore MHA+MTP -> HF")
+
+
+# ---- hardening (issue 11 items 18-19, issue 12 items 1 and 8) ---------------------------------
+
+def test_bad_tokenizer_safetensors_and_config_name_the_file(hf_tp1, source_tp1, tmp_path):
+    bad_tok = tmp_path / "tokenizer.json"
+    bad_tok.write_text('{"model": {"type": "BPE", "vocab": ')  # truncated JSON
+    with pytest.raises(ConversionError, match=rf"--tokenizer-model {bad_tok}: not a valid HF tokenizer.json"):
+        ConvertConfig("mcore", "hf", str(source_tp1[0]), str(tmp_path / "o"), tokenizer_model=str(bad_tok)).run()
+    d = tmp_path / "hf"
+    shutil.copytree(hf_tp1, d)
+    good = (d / "model.safetensors").read_bytes()
+    for name, data in (("truncated", good[: len(good) // 2]), ("garbled header", b"\xff" * 8 + good[8:])):
+        (d / "model.safetensors").write_bytes(data)
+        with pytest.raises(ConversionError, match=rf"{d / 'model.safetensors'}: not a readable safetensors file"):
+            ConvertConfig("hf", "mcore", str(d), str(tmp_path / "o")).run()
+    (d / "model.safetensors").write_bytes(good)
+    gpt2 = {"architectures": ["GPT2LMHeadModel"], "n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": VOCAB}
+    (d / "config.json").write_text(json.dumps(gpt2))
+    with pytest.raises(ConversionError, match=r"hf/config.json: no model_type \(architectures=\['GPT2LMHeadModel'\]\)"):
+        ConvertConfig("hf", "mcore", str(d), str(tmp_path / "o")).run()
+    (d / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "hidden_size": 64}))
+    with pytest.raises(ConversionError, match=r"config.json: a Llama config needs integer num_hidden_layers, "
+                                              r"num_attention_heads, intermediate_size, vocab_size"):
+        ConvertConfig("hf", "mcore", str(d), str(tmp_path / "o")).run()
+    assert not (tmp_path / "o").exists()
+
+
+def test_outputs_have_umask_modes_and_no_staging_left(hf_tp1, tmp_path):
+    import os
+
+    for p in hf_tp1.iterdir():
+        assert p.stat().st_mode & 0o777 == 0o666 & ~_umask(), p  # safetensors alone writes 0600
+    assert sorted(p.name for p in hf_tp1.parent.iterdir()) == ["model"]  # no .model.tmp-PID
+    mc = tmp_path / "mc"
+    ConvertConfig("hf", "mcore", str(hf_tp1), str(mc)).run()
+    assert sorted(p.name for p in mc.iterdir()) == ["iter_0000000", "latest_checkpointed_iteration.txt"]
+    assert os.stat(mc / "iter_0000000").st_mode & 0o777 == 0o777 & ~_umask()
+    with pytest.raises(ConversionError, match=r"iter_0000000 already exists and is not empty"):
+        ConvertConfig("hf", "mcore", str(hf_tp1), str(mc)).run()
+    with pytest.raises(ConversionError, match=rf"{hf_tp1} already exists and is not empty"):
+        ConvertConfig("mcore", "hf", str(mc), str(hf_tp1)).run()
+
+
+def _umask():
+    import os
+
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def test_convert_help_and_misspelt_flags(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("convert_cli", "tools/checkpoint/convert.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for text in ("Target tensor model parallel size (default: 1)", "Directory to load model checkpoint from",
+                 "(default: 5GB)", "--dtype {float32,bfloat16,float16}"):
+        assert text in out
+    assert out.count("(default:") == 6  # every optional flag but --help
+    for argv, bad, hint in ((["--from", "hf", "--to", "mcore", "--load-dir", "a", "--save-dir", "b",
+                              "--target-tensor-parallel", "2"], "--target-tensor-parallel",
+                             "--target-tensor-parallel-size"),
+                            (["--from", "hf", "--to", "mcore", "--lod-dir", "a", "--save-dir", "b"], "--lod-dir",
+                             "--load-dir")):
+        with pytest.raises(SystemExit) as e:
+            cli.parse_args(argv)
+        assert e.value.code == 2 and f"{bad}   (did you mean {hint}" in capsys.readouterr().err

@@ -13,7 +13,6 @@ them with the optimizer freshly initialised.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -22,19 +21,33 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--from", dest="source", required=True, choices=("mcore", "hf"))
-    p.add_argument("--to", dest="target", required=True, choices=("mcore", "hf"))
-    p.add_argument("--load-dir", required=True, help="mcore: the run's --save dir (or an iter_* dir); hf: model folder")
-    p.add_argument("--save-dir", required=True)
-    p.add_argument("--target-tensor-parallel-size", type=int, default=1)
-    p.add_argument("--target-pipeline-parallel-size", type=int, default=1)
-    p.add_argument("--tokenizer-model", default=None, help="tokenizer.json to copy into the HF folder / check against")
+    from xlda.cli.flags import FlagParser
+
+    p = FlagParser(prog="convert.py", description=__doc__)
+    p.add_argument("--from", dest="source", required=True, choices=("mcore", "hf"),
+                   help="format of the checkpoint to load: mcore (xlda/megatron-core dist checkpoint) or hf "
+                   "(Hugging Face Llama folder)")
+    p.add_argument("--to", dest="target", required=True, choices=("mcore", "hf"),
+                   help="format to write (mcore -> mcore reshards for another TP/PP)")
+    p.add_argument("--load-dir", required=True,
+                   help="Directory to load model checkpoint from (mcore: the run's --save dir or an iter_* dir; "
+                   "hf: the model folder)")
+    p.add_argument("--save-dir", required=True,
+                   help="Directory to save model checkpoint to (new or empty; written under a temporary "
+                   "name and renamed when complete)")
+    p.add_argument("--target-tensor-parallel-size", type=int, default=1,
+                   help="Target tensor model parallel size")
+    p.add_argument("--target-pipeline-parallel-size", type=int, default=1,
+                   help="Target pipeline model parallel size")
+    p.add_argument("--tokenizer-model", default=None,
+                   help="HF tokenizer.json to copy into the HF folder (mcore -> hf) or to check against the "
+                   "model's vocabulary")
     p.add_argument("--iteration", type=int, default=None,
-                   help="mcore source: iteration to read (default: latest); hf source: iteration to write (0)")
+                   help="mcore source: iteration to read (None: the latest); hf source: iteration to write "
+                   "(None: 0)")
     p.add_argument("--max-shard-size", default="5GB", help="HF safetensors shard size, e.g. 5GB, 500MB")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
-                   help="cast weights (default: keep the stored dtype)")
+                   help="cast weights to this dtype (None: keep the stored dtype)")
     return p.parse_args(argv)
 
 

@@ -120,6 +120,11 @@ class ModelArch:
     # ---- HF Llama config.json ----
     @classmethod
     def from_hf_config(cls, c: dict, where: str = "config.json") -> "ModelArch":
+        required = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size")
+        missing = [k for k in required if not isinstance(c.get(k), int) or isinstance(c.get(k), bool)]
+        if missing:
+            raise ConversionError(f"{where}: a Llama config needs integer {', '.join(missing)}; this one has "
+                                  f"keys {sorted(c)[:12]}: not a Llama config.json")
         if c.get("tie_word_embeddings"):
             raise ConversionError(f"{where}: tie_word_embeddings=true; xlda models keep separate "
                                   "input and output embeddings")

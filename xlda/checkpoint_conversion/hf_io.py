@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
 import torch
 
 from xlda.checkpoint_conversion.arch import ConversionError
+from xlda.checkpoint_conversion.staging import Staging
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,11 @@ class TokenizerInfo:
             raise ConversionError(f"--tokenizer-model {self.path}: only HF tokenizer.json files are supported")
         if not self.path.exists():
             raise ConversionError(f"--tokenizer-model {self.path} does not exist")
-        tok = Tokenizer.from_file(str(self.path))
+        try:
+            tok = Tokenizer.from_file(str(self.path))
+        except Exception as e:  # tokenizers raises plain Exception for bad JSON / unknown models
+            raise ConversionError(f"--tokenizer-model {self.path}: not a valid HF tokenizer.json ({e}); pass the "
+                                  "tokenizer.json the model was trained with") from None
         self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
         self.eos = next((t for t in _EOS_CANDIDATES if tok.token_to_id(t) is not None), None)
         self.bos = next((t for t in _BOS_CANDIDATES if tok.token_to_id(t) is not None), None)
@@ -62,21 +68,31 @@ def _shard(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, t
 
 def write_hf(out_dir, tensors: dict[str, torch.Tensor], config: dict, tokenizer: TokenizerInfo | None,
              max_shard_size: str = "5GB", seq_length: int | None = None) -> Path:
+    """Write the folder under a temporary name beside ``out_dir`` and rename it when complete: a
+    full disk or a kill leaves no half-written model folder (and a rerun is not refused)."""
+    out = Path(out_dir)
+    with Staging(out, kind="dir") as stage:
+        _write_hf_files(stage.path, tensors, config, tokenizer, max_shard_size, seq_length)
+    return out
+
+
+def _write_hf_files(out: Path, tensors, config, tokenizer, max_shard_size, seq_length) -> None:
     from safetensors.torch import save_file
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / "config.json").exists():
-        raise ConversionError(f"{out} already holds a config.json; choose an empty --save-dir")
+    def save(shard, name):
+        save_file(shard, str(out / name), metadata={"format": "pt"})
+        # safetensors creates its files 0600; outputs get the usual umask-respecting mode.
+        os.chmod(out / name, 0o666 & ~_umask())
+
     shards = _shard(tensors, parse_size(max_shard_size))
     if len(shards) == 1:
-        save_file(shards[0], str(out / SINGLE), metadata={"format": "pt"})
+        save(shards[0], SINGLE)
     else:
         weight_map = {}
         for i, shard in enumerate(shards):
             name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
             log.info("writing %s (%d tensors)", name, len(shard))
-            save_file(shard, str(out / name), metadata={"format": "pt"})
+            save(shard, name)
             weight_map.update({k: name for k in shard})
         total = sum(t.numel() * t.element_size() for t in tensors.values())
         (out / INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
@@ -92,7 +108,12 @@ def write_hf(out_dir, tensors: dict[str, torch.Tensor], config: dict, tokenizer:
         (out / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2))
         specials = {k: v for k, v in (("eos_token", tokenizer.eos), ("bos_token", tokenizer.bos)) if v}
         (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
-    return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_hf(in_dir) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -110,12 +131,20 @@ def read_hf(in_dir) -> tuple[dict, dict[str, torch.Tensor]]:
         config = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as e:
         raise ConversionError(f"{cfg_path}: invalid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise ConversionError(f"{cfg_path}: expected a JSON object, got {type(config).__name__}")
+    archs = config.get("architectures") or []
+    if "model_type" not in config and "LlamaForCausalLM" not in archs:
+        raise ConversionError(f"{cfg_path}: no model_type (architectures={archs}); only Llama models convert "
+                              "(model_type 'llama')")
     if config.get("model_type", "llama") != "llama":
         raise ConversionError(f"{cfg_path}: model_type={config.get('model_type')!r}; only Llama models convert")
     if (d / INDEX).exists():
         try:
             weight_map = json.loads((d / INDEX).read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError) as e:
+            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                raise KeyError("weight_map is not a {tensor: file} object")
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ConversionError(f"{d / INDEX}: not a safetensors index ({e})") from None
         files = sorted(set(weight_map.values()))
     elif (d / SINGLE).exists():
@@ -129,9 +158,13 @@ def read_hf(in_dir) -> tuple[dict, dict[str, torch.Tensor]]:
                               "download the complete model folder")
     tensors = {}
     for f in files:
-        with safe_open(str(d / f), framework="pt") as sf:
-            for k in sf.keys():
-                tensors[k] = sf.get_tensor(k)
+        try:
+            with safe_open(str(d / f), framework="pt") as sf:
+                for k in sf.keys():
+                    tensors[k] = sf.get_tensor(k)
+        except Exception as e:  # SafetensorError: truncated, garbled header, data past the end
+            raise ConversionError(f"{d / f}: not a readable safetensors file ({e}); it is truncated or "
+                                  "corrupt: download or copy it again") from None
     if weight_map is not None:
         absent = sorted(set(weight_map) - set(tensors))
         if absent:

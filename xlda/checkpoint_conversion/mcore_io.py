@@ -19,6 +19,7 @@ import yaml
 from torch.distributed.checkpoint.api import CheckpointException
 
 from xlda.checkpoint_conversion.arch import ConversionError
+from xlda.checkpoint_conversion.staging import Staging
 
 log = logging.getLogger(__name__)
 
@@ -197,22 +198,26 @@ def write_model_checkpoint(save_dir, iteration: int, state: dict[str, torch.Tens
 
     save_dir = Path(save_dir)
     it_dir = save_dir / iter_dir_name(iteration)
-    if it_dir.exists() and any(it_dir.iterdir()):
-        raise ConversionError(f"{it_dir} already exists and is not empty; choose another --save-dir")
-    it_dir.mkdir(parents=True, exist_ok=True)
     sharded = {k: ShardedTensor.from_rank_offsets(k, t.contiguous(), replica_id=0) for k, t in state.items()}
     for o in objects:
         sharded[o.unique_key] = o
     meta = {"singleton_local_shards": False, "non_homogeneous_layers": is_per_layer(state)}
     log.info("writing %d model tensors and %d _extra_state objects to %s", len(state), len(objects), it_dir)
-    with dist_session():
-        dist_checkpointing.save({"model": sharded}, str(it_dir), content_metadata=meta)
-    (it_dir / RUN_CONFIG).write_text(yaml.safe_dump(run_config, sort_keys=False))
-    if isinstance(xlda_state, dict):
-        torch.save(xlda_state, it_dir / XLDA_STATE)
-    else:
-        shutil.copyfile(xlda_state, it_dir / XLDA_STATE)
+    # Written as the trainer writes a checkpoint: into .iter_*.partial, renamed when complete.
+    with Staging(it_dir, stage_name=f".{it_dir.name}.partial") as stage:
+        with dist_session():
+            dist_checkpointing.save({"model": sharded}, str(stage.path), content_metadata=meta)
+        (stage.path / RUN_CONFIG).write_text(yaml.safe_dump(run_config, sort_keys=False))
+        if isinstance(xlda_state, dict):
+            torch.save(xlda_state, stage.path / XLDA_STATE)
+        else:
+            shutil.copyfile(xlda_state, stage.path / XLDA_STATE)
     tmp = save_dir / (TRACKER + ".tmp")
-    tmp.write_text(str(iteration))
-    os.replace(tmp, save_dir / TRACKER)
+    try:
+        tmp.write_text(str(iteration))
+        os.replace(tmp, save_dir / TRACKER)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ConversionError(f"{save_dir / TRACKER}: cannot write it ({e}); {it_dir} is complete: write "
+                              f"{iteration} into that file, or pass --iteration {iteration} when loading") from None
     return it_dir

@@ -1,26 +1,30 @@
 """`xlda-preprocess` / tools/preprocess_data.py: JSONL -> per-language Megatron indexed datasets.
 
-Flag names follow Megatron-LM's tools/preprocess_data.py where they overlap.
+Flag names (and their help) follow Megatron-LM's tools/preprocess_data.py where they overlap.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
+from xlda.cli.flags import FlagParser
+from xlda.cli.run import run_tool
 from xlda.data.lang_id import LANG_ID_METHODS
 from xlda.data.tokenizer import TOKENIZER_TYPES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = FlagParser(
         prog="preprocess_data.py",
         description="Tokenize JSONL(.gz/.zst) documents into one Megatron indexed dataset per language: "
         "<output-prefix>_<lang>_<key>_document.{bin,idx} plus <output-prefix>.manifest.json.",
     )
-    g = p.add_argument_group("input")
-    g.add_argument("--input", nargs="+", required=True, help="JSONL, .jsonl.gz or .jsonl.zst files or globs")
-    g.add_argument("--json-keys", nargs="+", default=["text"], help="key holding the document text")
-    g.add_argument("--lang-key", default="lang", help="key holding the document language (ISO 639-1)")
+    g = p.add_argument_group("input data")
+    g.add_argument("--input", nargs="+", required=True,
+                   help="Path(s) to input JSON: .jsonl, .jsonl.gz or .jsonl.zst files or globs")
+    g.add_argument("--json-keys", nargs="+", default=["text"],
+                   help="space separate listed of keys to extract from json (one dataset per key and language)")
+    g.add_argument("--lang-key", default="lang", help="key holding the document language (ISO 639 code)")
     g.add_argument("--lang-id", choices=LANG_ID_METHODS, default="field",
                    help="language of documents without --lang-key: field = require the key; script = "
                    "Unicode-script heuristic (en/ko/ja/zh); lingua = lingua-language-detector")
@@ -29,14 +33,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--default-lang", default=None, help="language for documents that have/get none")
     g.add_argument("--languages", default=None,
                    help="comma-separated allowed languages (e.g. en,ko); others are rejected as unknown_language")
+    g.add_argument("--max-doc-chars", type=int, default=4_000_000,
+                   help="documents longer than this many characters are rejected as document_too_long "
+                   "(bounds a worker's memory); 0: no cap")
     g = p.add_argument_group("tokenizer")
-    g.add_argument("--tokenizer-type", required=True, choices=TOKENIZER_TYPES)
-    g.add_argument("--tokenizer-model", required=True, help="tokenizer.json (HF) or .model (SentencePiece)")
-    g.add_argument("--append-eod", action="store_true", help="append the end-of-document token to each document")
-    g = p.add_argument_group("output")
-    g.add_argument("--output-prefix", required=True)
-    g.add_argument("--workers", type=int, default=1, help="tokenizer processes")
-    g.add_argument("--log-interval", type=int, default=1000, help="progress line every N documents (0: off)")
+    g.add_argument("--tokenizer-type", required=True, choices=TOKENIZER_TYPES,
+                   help="What type of tokenizer to use.")
+    g.add_argument("--tokenizer-model", required=True,
+                   help="tokenizer.json (HuggingFaceTokenizer) or .model (SentencePieceTokenizer)")
+    g.add_argument("--append-eod", action="store_true",
+                   help="Append an <eod> token to the end of a document.")
+    g = p.add_argument_group("output data")
+    g.add_argument("--output-prefix", required=True, help="Path to binary output file without suffix")
+    g.add_argument("--workers", type=int, default=1,
+                   help="Number of worker processes to launch")
+    g.add_argument("--log-interval", type=int, default=1000,
+                   help="Interval between progress updates (documents; 0: off)")
     g.add_argument("--strict", action="store_true", help="any rejected line is an error (exit 1, no outputs)")
     g.add_argument("--max-reject-examples", type=int, default=5, help="file:line examples kept per reject reason")
     return p
@@ -44,10 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if len(args.json_keys) != 1:
-        print(f"error: --json-keys {' '.join(args.json_keys)}: exactly one key is supported "
-              "(run once per key)", file=sys.stderr)
-        return 2
     languages = None
     if args.languages:
         languages = tuple(sorted({x.strip().lower() for x in args.languages.split(",") if x.strip()}))
@@ -60,7 +68,7 @@ def main(argv=None) -> int:
         output_prefix=args.output_prefix,
         tokenizer_type=args.tokenizer_type,
         tokenizer_model=args.tokenizer_model,
-        json_key=args.json_keys[0],
+        json_keys=tuple(args.json_keys),
         lang_key=args.lang_key,
         lang_id=args.lang_id,
         relabel_lang=args.relabel_lang,
@@ -71,15 +79,12 @@ def main(argv=None) -> int:
         log_interval=args.log_interval,
         strict=args.strict,
         max_reject_examples=args.max_reject_examples,
+        max_doc_chars=args.max_doc_chars,
     )
-    try:
-        report = cfg.build().run()
-    except (PreprocessError, TokenizerError, ValueError, RuntimeError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: partial outputs removed", file=sys.stderr)
-        return 130
+    rc, report = run_tool(lambda: cfg.build().run(),
+                          (PreprocessError, TokenizerError, ValueError, RuntimeError, OSError))
+    if rc:
+        return rc
     print(report.format(), file=sys.stderr)
     print(f"manifest: {report.manifest_path}", file=sys.stderr)
     return 0

@@ -10,7 +10,6 @@ anything is built); a traceback means a bug.
 from __future__ import annotations
 
 import argparse
-import difflib
 import math
 import os
 import sys
@@ -20,6 +19,7 @@ from xlda import quiet
 from xlda.cli import preflight
 from xlda.training.config import (ConfigError, RunConfig, has_weights,
                                   data_path_mixture)
+from xlda.cli.flags import unknown_flag_lines
 
 
 def _bool_flag(section, field, value=True):
@@ -209,12 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail_unknown(parser, unknown: list[str]):
-    flags = [u for u in unknown if u.startswith("-")]
-    known = ["--config", "--print-config", *FLAGS]
-    items = []
-    for u in flags or unknown:
-        close = difflib.get_close_matches(u.split("=")[0], known, n=3)
-        items.append(u + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    # one line (the `pretrain: error: ...` convention), with the shared suggestions
+    items = [" ".join(x.split()) for x in
+             unknown_flag_lines(unknown, ["--config", "--print-config", *FLAGS])]
     raise ConfigError("unknown argument(s): " + "; ".join(items) +
                       "; run with --help for the supported Megatron-LM flags")
 

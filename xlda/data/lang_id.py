@@ -117,9 +117,19 @@ def build_lang_id(method: str, languages=None):
     raise ValueError(f"--lang-id {method!r}: use one of {', '.join(LANG_ID_METHODS)}")
 
 
+# A language tag as BCP 47 spells the common cases: a 2-3 letter primary code and optional
+# subtags (en, en-US, zh_Hant_TW). The code becomes part of output file names, so nothing else
+# (no '/', '..', whitespace, control characters) may pass.
+LANG_CODE_RE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8}){0,3}")
+
+
+def is_lang_code(value) -> bool:
+    return isinstance(value, str) and LANG_CODE_RE.fullmatch(value.strip(" ").lower().replace("_", "-")) is not None
+
+
 def normalize_lang(value) -> str | None:
-    """'en', 'EN', 'en-US', 'zh_CN' -> ISO 639-1 base code; anything unusable -> None."""
-    if not isinstance(value, str):
+    """'en', 'EN', 'en-US', 'zh_CN' -> ISO 639-1 base code; anything unusable -> None (a value that
+    is not a language tag at all, e.g. 'x/../pwn', is unusable: see is_lang_code)."""
+    if not is_lang_code(value):
         return None
-    v = value.strip().lower().replace("_", "-").split("-")[0]
-    return v or None
+    return value.strip(" ").lower().replace("_", "-").split("-")[0]

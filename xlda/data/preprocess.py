@@ -4,7 +4,7 @@ Pipeline: the main process streams raw lines from the inputs in chunks (bounded:
 chunks per worker are in flight), workers parse JSON, find the language and tokenize, and the
 main process writes each language's documents, in input order, to
 `<output-prefix>_<lang>_<key>_document.{bin,idx}` through megatron-core's IndexedDatasetBuilder.
-Outputs are written under temporary names and renamed only after everything succeeded.
+Outputs are written under temporary names and made final together (xlda.data.outputs).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -22,24 +23,37 @@ from pathlib import Path
 
 import numpy as np
 
-from xlda.data.lang_id import build_lang_id, normalize_lang
+from xlda.data.lang_id import build_lang_id, is_lang_code, normalize_lang
+from xlda.data.outputs import (
+    OutputSet, PrefixLock, PreprocessError, dataset_prefix, io_error, remove_stale_temps,
+)
 from xlda.data.tokenizer import build_tokenizer
 
 # Every way a line can fail to become a document; counted, reported, fatal under --strict.
 REJECT_REASONS = (
     "malformed_json",
     "invalid_utf8",
+    "invalid_unicode",
     "missing_text_key",
     "text_not_string",
     "empty_document",
+    "document_too_long",
     "missing_language",
+    "invalid_language",
     "undetected_language",
     "unknown_language",
 )
 
+# Lone UTF-16 surrogates: JSON's "\ud800" escape, or CESU-8 bytes (json.loads decodes bytes with
+# 'surrogatepass'). No tokenizer accepts them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
-class PreprocessError(RuntimeError):
-    """Fatal input/config problem; the message names the file (and line) and what to do."""
+# A raw line longer than this many bytes per allowed character cannot hold a text under the cap
+# (JSON spells a character in at most 12 bytes: a \uXXXX\uXXXX surrogate pair), plus room for
+# other fields: it is rejected unparsed, so one huge line never reaches json.loads or a tokenizer.
+_BYTES_PER_CHAR, _LINE_SLACK = 12, 1 << 20
+
+__all__ = ["PreprocessError", "PreprocessConfig", "Preprocessor", "REJECT_REASONS"]
 
 
 def token_dtype(vocab_size: int) -> type:
@@ -48,7 +62,7 @@ def token_dtype(vocab_size: int) -> type:
 
 
 def output_prefix_for(output_prefix: str, lang: str, key: str = "text") -> str:
-    return f"{output_prefix}_{lang}_{key}_document"
+    return dataset_prefix(output_prefix, lang, key)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -63,6 +77,9 @@ def expand_inputs(patterns) -> list[str]:
             if not hits:
                 raise PreprocessError(f"--input {pat}: the pattern matches no files")
         else:
+            if os.path.isdir(pat):
+                raise PreprocessError(f"--input {pat}: is a directory; pass its files or a glob such as "
+                                      f"'{os.path.join(pat, '*.jsonl*')}'")
             if not os.path.isfile(pat):
                 raise PreprocessError(f"--input {pat}: no such file")
             hits = [pat]
@@ -125,7 +142,14 @@ def _zstd_error():
         return OSError
 
 
-def read_chunks(files, chunk_lines: int = 256, chunk_bytes: int = 1 << 22):
+@dataclass(frozen=True)
+class OverlongLine:
+    """Stands in for a raw line over the byte cap, so the line itself never reaches a worker."""
+
+    nbytes: int
+
+
+def read_chunks(files, chunk_lines: int = 256, chunk_bytes: int = 1 << 22, max_line_bytes: int = 0):
     """Yield (file_index, first_line_number, [raw lines]); a chunk never spans two files."""
     for fi, path in enumerate(files):
         n = 0
@@ -133,8 +157,10 @@ def read_chunks(files, chunk_lines: int = 256, chunk_bytes: int = 1 << 22):
             with open_lines(path) as f:
                 lines, first, size, n = [], 1, 0, 0
                 for n, line in enumerate(f, 1):
+                    if max_line_bytes and len(line) > max_line_bytes:
+                        line = OverlongLine(len(line))
                     lines.append(line)
-                    size += len(line)
+                    size += len(line) if isinstance(line, bytes) else 64
                     if len(lines) >= chunk_lines or size >= chunk_bytes:
                         yield fi, first, lines
                         lines, first, size = [], n + 1, 0
@@ -157,13 +183,14 @@ class WorkerSpec:
 
     tokenizer_type: str
     tokenizer_model: str
-    json_key: str = "text"
+    json_keys: tuple[str, ...] = ("text",)
     lang_key: str = "lang"
     lang_id: str = "field"
     relabel_lang: bool = False
     default_lang: str | None = None
     languages: tuple[str, ...] | None = None
     append_eod: bool = False
+    max_doc_chars: int = 0  # 0: no cap
 
 
 class _Worker:
@@ -178,11 +205,15 @@ class _Worker:
         """-> (lang, None) or (None, (reason, message))."""
         s = self.spec
         if self.detector is not None and (s.relabel_lang or s.lang_key not in obj):
-            lang = self.detector.detect(obj[s.json_key]) or s.default_lang
+            lang = self.detector.detect(obj[s.json_keys[0]]) or s.default_lang
             if lang is None:
                 return None, ("undetected_language", f"--lang-id {s.lang_id} found no language")
         else:
-            lang = normalize_lang(obj.get(s.lang_key)) or s.default_lang
+            value = obj.get(s.lang_key)
+            if isinstance(value, str) and value.strip() and not is_lang_code(value):
+                return None, ("invalid_language", f"{s.lang_key!r} is {value[:40]!r}, not a language code "
+                              "like 'en' or 'zh-Hant'")
+            lang = normalize_lang(value) or s.default_lang
             if lang is None:
                 return None, (
                     "missing_language",
@@ -192,48 +223,76 @@ class _Worker:
             return None, ("unknown_language", f"language {lang!r} is not in --languages")
         return lang, None
 
-    def process(self, chunk):
-        fi, first, lines = chunk
-        key = self.spec.json_key
-        docs, rejects, nbytes, blank = [], [], 0, 0
-        for i, raw in enumerate(lines):
-            nbytes += len(raw)
-            line_no = first + i
-            if not raw.strip():
-                blank += 1
-                continue
-            try:
-                obj = json.loads(raw)
-            except UnicodeDecodeError as e:
-                rejects.append(("invalid_utf8", fi, line_no, str(e)))
-                continue
-            except ValueError as e:
-                rejects.append(("malformed_json", fi, line_no, str(e)))
-                continue
-            if not isinstance(obj, dict):
-                rejects.append(("malformed_json", fi, line_no, f"expected a JSON object, got {type(obj).__name__}"))
-                continue
+    def _parse(self, raw):
+        """-> (object, None) or (None, (reason, message))."""
+        if isinstance(raw, OverlongLine):
+            return None, ("document_too_long", f"line of {raw.nbytes} bytes is over the cap that "
+                          f"--max-doc-chars {self.spec.max_doc_chars} implies")
+        try:
+            obj = json.loads(raw)
+        except UnicodeDecodeError as e:
+            return None, ("invalid_utf8", str(e))
+        except RecursionError:
+            return None, ("malformed_json", "JSON nested too deeply")
+        except ValueError as e:
+            return None, ("malformed_json", str(e))
+        if not isinstance(obj, dict):
+            return None, ("malformed_json", f"expected a JSON object, got {type(obj).__name__}")
+        return obj, None
+
+    def _texts(self, obj):
+        """-> ([text per --json-keys key], None) or (None, (reason, message)). A line is kept for
+        every key or for none, so document i of each key's dataset comes from the same line."""
+        texts, cap = [], self.spec.max_doc_chars
+        for key in self.spec.json_keys:
             if key not in obj:
-                rejects.append(("missing_text_key", fi, line_no, f"no {key!r} key (keys: {sorted(obj)[:8]})"))
-                continue
+                return None, ("missing_text_key", f"no {key!r} key (keys: {sorted(obj)[:8]})")
             text = obj[key]
             if not isinstance(text, str):
-                rejects.append(("text_not_string", fi, line_no, f"{key!r} is {type(text).__name__}, not a string"))
-                continue
+                return None, ("text_not_string", f"{key!r} is {type(text).__name__}, not a string")
             if not text.strip():
-                rejects.append(("empty_document", fi, line_no, f"{key!r} is empty or whitespace"))
-                continue
-            lang, why = self._lang(obj)
-            if why is not None:
-                rejects.append((why[0], fi, line_no, why[1]))
-                continue
+                return None, ("empty_document", f"{key!r} is empty or whitespace")
+            if cap and len(text) > cap:
+                return None, ("document_too_long", f"{key!r} has {len(text)} characters > --max-doc-chars {cap}")
+            m = _SURROGATE.search(text)
+            if m:
+                return None, ("invalid_unicode", f"{key!r} holds a lone surrogate U+{ord(m[0]):04X} at "
+                              f"character {m.start()}")
+            texts.append(text)
+        return texts, None
+
+    def _tokenize(self, texts):
+        """-> ([ids per key], None) or (None, (reason, message))."""
+        out = []
+        for key, text in zip(self.spec.json_keys, texts):
             ids = self.tok.tokenize(text)
             if not ids:
-                rejects.append(("empty_document", fi, line_no, "tokenizes to no tokens"))
-                continue
+                return None, ("empty_document", f"{key!r} tokenizes to no tokens")
             if self.spec.append_eod:
                 ids.append(self.tok.eod)
-            docs.append((lang, np.asarray(ids, dtype=self.dtype)))
+            out.append(np.asarray(ids, dtype=self.dtype))
+        return out, None
+
+    def process(self, chunk):
+        fi, first, lines = chunk
+        docs, rejects, nbytes, blank = [], [], 0, 0
+        for i, raw in enumerate(lines):
+            overlong = isinstance(raw, OverlongLine)
+            nbytes += raw.nbytes if overlong else len(raw)
+            if not overlong and not raw.strip():
+                blank += 1
+                continue
+            obj, why = self._parse(raw)
+            if why is None:
+                texts, why = self._texts(obj)
+            if why is None:
+                lang, why = self._lang(obj)
+            if why is None:
+                per_key, why = self._tokenize(texts)
+            if why is not None:
+                rejects.append((why[0], fi, first + i, why[1]))
+                continue
+            docs.append((lang, per_key))
         return fi, docs, rejects, nbytes, blank
 
 
@@ -243,6 +302,7 @@ _WORKER: _Worker | None = None
 def _init_worker(spec: WorkerSpec) -> None:
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler (inherited by fork)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _WORKER = _Worker(spec)
 
@@ -283,57 +343,52 @@ def _results(spec: WorkerSpec, chunks, workers: int, worker: _Worker | None = No
 
 
 class LanguageWriter:
-    """One IndexedDatasetBuilder per language, under temp names until `commit`."""
+    """One IndexedDatasetBuilder per (language, key), under temp names until `commit`."""
 
-    def __init__(self, output_prefix: str, dtype, key: str = "text"):
-        self.output_prefix, self.dtype, self.key = output_prefix, dtype, key
-        self.builders: dict[str, object] = {}
-        self.temps: list[str] = []
-        self.tag = f".tmp-{os.getpid()}"
+    def __init__(self, output_prefix: str, dtype, keys=("text",)):
+        self.output_prefix, self.dtype, self.keys = output_prefix, dtype, tuple(keys)
+        self.builders: dict[tuple[str, str], tuple[object, str]] = {}
+        self.outputs = OutputSet(output_prefix)
 
-    def final_prefix(self, lang: str) -> str:
-        return output_prefix_for(self.output_prefix, lang, self.key)
+    def final_prefix(self, lang: str, key: str | None = None) -> str:
+        return output_prefix_for(self.output_prefix, lang, key or self.keys[0])
 
-    def add(self, lang: str, ids: np.ndarray) -> None:
-        b = self.builders.get(lang)
-        if b is None:
-            from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+    def add(self, lang: str, per_key) -> None:
+        for key, ids in zip(self.keys, per_key):
+            entry = self.builders.get((lang, key))
+            if entry is None:
+                from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
-            tmp_bin = self.final_prefix(lang) + ".bin" + self.tag
-            self.temps.append(tmp_bin)
-            b = self.builders[lang] = IndexedDatasetBuilder(tmp_bin, dtype=self.dtype)
-        b.add_document(ids, [len(ids)])
+                tmp_bin = self.outputs.temp(self.final_prefix(lang, key) + ".bin")
+                try:
+                    entry = (IndexedDatasetBuilder(tmp_bin, dtype=self.dtype), tmp_bin)
+                except OSError as e:
+                    raise io_error(tmp_bin, e) from None
+                self.builders[(lang, key)] = entry
+            try:
+                entry[0].add_document(ids, [len(ids)])
+            except OSError as e:
+                raise io_error(entry[1], e) from None
 
-    def commit(self) -> dict[str, str]:
-        """Finalize all indices, then rename: every .bin first, each .idx after its .bin."""
-        for lang, b in self.builders.items():
-            tmp_idx = self.final_prefix(lang) + ".idx" + self.tag
-            self.temps.append(tmp_idx)
-            b.finalize(tmp_idx)
-        for lang in self.builders:
-            p = self.final_prefix(lang)
-            # Drop an old .idx first: a new .bin beside a stale .idx would look complete.
-            if os.path.exists(p + ".idx"):
-                os.remove(p + ".idx")
-            os.replace(p + ".bin" + self.tag, p + ".bin")
-        for lang in self.builders:
-            p = self.final_prefix(lang)
-            os.replace(p + ".idx" + self.tag, p + ".idx")
-        self.temps = []
-        return {lang: self.final_prefix(lang) for lang in self.builders}
+    def finalize(self) -> dict[str, dict[str, str]]:
+        """Write every index (still under temp names) -> {lang: {key: final prefix}}."""
+        out: dict[str, dict[str, str]] = {}
+        for (lang, key), (b, tmp_bin) in self.builders.items():
+            tmp_idx = self.outputs.temp(self.final_prefix(lang, key) + ".idx")
+            try:
+                b.finalize(tmp_idx)
+            except OSError as e:
+                raise io_error(tmp_bin if not b.data_file.closed else tmp_idx, e) from None
+            out.setdefault(lang, {})[key] = self.final_prefix(lang, key)
+        return out
 
     def abort(self) -> None:
-        for b in self.builders.values():
+        for b, _ in self.builders.values():
             try:
                 b.data_file.close()
             except Exception:
                 pass
-        for t in self.temps:
-            try:
-                os.remove(t)
-            except FileNotFoundError:
-                pass
-        self.temps = []
+        self.outputs.abort()
 
 
 # ----------------------------------------------------------------------------- driver
@@ -342,7 +397,7 @@ class LanguageWriter:
 @dataclass
 class LangStats:
     documents: int = 0
-    tokens: int = 0
+    tokens: dict = field(default_factory=dict)  # key -> tokens
     sources: set = field(default_factory=set)
 
 
@@ -357,6 +412,7 @@ class Report:
     blank_lines: int
     seconds: float
     manifest_path: str | None = None
+    warnings: list = field(default_factory=list)
 
     def format(self) -> str:
         rate = lambda x: x / max(self.seconds, 1e-9)
@@ -378,6 +434,7 @@ class Report:
             out.append("rejected 0 lines")
         if self.blank_lines:
             out.append(f"skipped {self.blank_lines} blank lines")
+        out.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(out)
 
 
@@ -387,7 +444,7 @@ class PreprocessConfig:
     output_prefix: str
     tokenizer_type: str
     tokenizer_model: str
-    json_key: str = "text"
+    json_keys: tuple = ("text",)
     lang_key: str = "lang"
     lang_id: str = "field"
     relabel_lang: bool = False
@@ -399,92 +456,124 @@ class PreprocessConfig:
     strict: bool = False
     max_reject_examples: int = 5
     chunk_lines: int = 256
+    max_doc_chars: int = 4_000_000  # 0: no cap
 
     def build(self) -> "Preprocessor":
         return Preprocessor(self)
+
+
+def _check_lang_option(flag: str, value: str) -> str:
+    if not is_lang_code(value):
+        raise PreprocessError(f"{flag} {value!r}: not a language code (e.g. en, ko, zh-Hant)")
+    return normalize_lang(value)
 
 
 class Preprocessor:
     def __init__(self, cfg: PreprocessConfig):
         if cfg.workers < 1:
             raise PreprocessError(f"--workers {cfg.workers}: must be >= 1")
+        if cfg.max_doc_chars < 0:
+            raise PreprocessError(f"--max-doc-chars {cfg.max_doc_chars}: must be >= 0 (0: no cap)")
         if cfg.relabel_lang and cfg.lang_id == "field":
             raise PreprocessError("--relabel-lang needs a detector: add --lang-id script or --lang-id lingua")
+        keys = tuple(cfg.json_keys)
+        if not keys or len(set(keys)) != len(keys) or not all(re.fullmatch(r"[\w.-]+", k) for k in keys):
+            raise PreprocessError(f"--json-keys {' '.join(keys)}: give distinct keys made of letters, digits, "
+                                  "'_', '.', '-' (they become part of file names)")
         self.cfg = cfg
         self.files = expand_inputs(cfg.input)
+        languages = None
+        if cfg.languages:
+            languages = tuple(_check_lang_option("--languages", x) for x in cfg.languages)
         self.spec = WorkerSpec(
             tokenizer_type=cfg.tokenizer_type,
             tokenizer_model=str(cfg.tokenizer_model),
-            json_key=cfg.json_key,
+            json_keys=keys,
             lang_key=cfg.lang_key,
             lang_id=cfg.lang_id,
             relabel_lang=cfg.relabel_lang,
-            default_lang=normalize_lang(cfg.default_lang) if cfg.default_lang else None,
-            languages=tuple(cfg.languages) if cfg.languages else None,
+            default_lang=_check_lang_option("--default-lang", cfg.default_lang) if cfg.default_lang else None,
+            languages=languages,
             append_eod=cfg.append_eod,
+            max_doc_chars=cfg.max_doc_chars,
         )
         # Built here too so bad tokenizer/lang-id settings fail before any worker starts.
         self.worker = _Worker(self.spec)
         self.tokenizer = self.worker.tok
 
-    def run(self, log=sys.stderr) -> Report:
-        cfg, files = self.cfg, self.files
+    def run(self, log=None) -> Report:
+        cfg, log = self.cfg, log or sys.stderr
         Path(cfg.output_prefix).parent.mkdir(parents=True, exist_ok=True)
-        writer = LanguageWriter(cfg.output_prefix, self.worker.dtype, cfg.json_key)
+        with PrefixLock(cfg.output_prefix):
+            remove_stale_temps(cfg.output_prefix, log)
+            writer = LanguageWriter(cfg.output_prefix, self.worker.dtype, self.spec.json_keys)
+            try:
+                report = self._run(writer, log)
+                report.manifest_path = writer.outputs.commit(self._manifest(report), self.spec.json_keys, log)
+            except BaseException:
+                writer.abort()
+                raise
+        return report
+
+    def _run(self, writer: LanguageWriter, log) -> Report:
+        cfg, files = self.cfg, self.files
         stats: dict[str, LangStats] = {}
         rejected = {r: 0 for r in REJECT_REASONS}
         examples: dict[str, list[str]] = {}
+        lines_per_file = [0] * len(files)
         n_docs = n_tok = n_bytes = n_blank = n_lines_seen = 0
         t0 = time.perf_counter()
         next_log = cfg.log_interval
-        chunks = read_chunks(files, cfg.chunk_lines)
-        try:
-            for fi, docs, rejects, nbytes, blank in _results(self.spec, chunks, cfg.workers, self.worker):
-                for lang, ids in docs:
-                    writer.add(lang, ids)
-                    s = stats.get(lang) or stats.setdefault(lang, LangStats())
-                    s.documents += 1
-                    s.tokens += len(ids)
-                    s.sources.add(fi)
-                    n_tok += len(ids)
-                for reason, rfi, line_no, msg in rejects:
-                    where = f"{files[rfi]}:{line_no}: {reason}: {msg}"
-                    if cfg.strict:
-                        raise PreprocessError(f"{where} (--strict: stopping; outputs removed)")
-                    rejected[reason] += 1
-                    ex = examples.setdefault(reason, [])
-                    if len(ex) < cfg.max_reject_examples:
-                        ex.append(where)
-                n_docs += len(docs)
-                n_bytes += nbytes
-                n_blank += blank
-                n_lines_seen += len(docs) + len(rejects)
-                if cfg.log_interval and n_lines_seen >= next_log:
-                    dt = max(time.perf_counter() - t0, 1e-9)
-                    print(
-                        f"processed {n_lines_seen} docs ({n_docs / dt:.0f} docs/s, {n_tok / dt:.0f} tokens/s, "
-                        f"{n_bytes / dt / 1e6:.2f} MB/s), rejected {sum(rejected.values())}",
-                        file=log, flush=True,
-                    )
-                    next_log = (n_lines_seen // cfg.log_interval + 1) * cfg.log_interval
-            # An old manifest must not describe outputs this run is replacing.
-            manifest = Path(f"{cfg.output_prefix}.manifest.json")
-            if manifest.exists():
-                manifest.unlink()
-            prefixes = writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+        max_line = cfg.max_doc_chars * _BYTES_PER_CHAR * len(self.spec.json_keys) + _LINE_SLACK if cfg.max_doc_chars else 0
+        chunks = read_chunks(files, cfg.chunk_lines, max_line_bytes=max_line)
+        for fi, docs, rejects, nbytes, blank in _results(self.spec, chunks, cfg.workers, self.worker):
+            for lang, per_key in docs:
+                writer.add(lang, per_key)
+                s = stats.get(lang) or stats.setdefault(lang, LangStats())
+                s.documents += 1
+                for key, ids in zip(self.spec.json_keys, per_key):
+                    s.tokens[key] = s.tokens.get(key, 0) + len(ids)
+                s.sources.add(fi)
+                n_tok += len(per_key[0])
+            for reason, rfi, line_no, msg in rejects:
+                where = f"{files[rfi]}:{line_no}: {reason}: {msg}"
+                if cfg.strict:
+                    raise PreprocessError(f"{where} (--strict: stopping; outputs removed)")
+                rejected[reason] += 1
+                ex = examples.setdefault(reason, [])
+                if len(ex) < cfg.max_reject_examples:
+                    ex.append(where)
+            n_docs += len(docs)
+            n_bytes += nbytes
+            n_blank += blank
+            n_lines_seen += len(docs) + len(rejects)
+            lines_per_file[fi] += len(docs) + len(rejects)
+            if cfg.log_interval and n_lines_seen >= next_log:
+                dt = max(time.perf_counter() - t0, 1e-9)
+                print(
+                    f"processed {n_lines_seen} docs ({n_docs / dt:.0f} docs/s, {n_tok / dt:.0f} tokens/s, "
+                    f"{n_bytes / dt / 1e6:.2f} MB/s), rejected {sum(rejected.values())}",
+                    file=log, flush=True,
+                )
+                next_log = (n_lines_seen // cfg.log_interval + 1) * cfg.log_interval
+        prefixes = writer.finalize()
+        warnings = [f"{files[i]}: no documents (the file is empty or holds only blank lines)"
+                    for i, n in enumerate(lines_per_file) if n == 0]
+        if n_docs == 0:
+            warnings.append(f"no documents were written for --output-prefix {cfg.output_prefix}")
+        key0 = self.spec.json_keys[0]
         languages = {
             lang: {
-                "prefix": os.path.abspath(prefixes[lang]),
+                "prefix": os.path.abspath(prefixes[lang][key0]),
                 "documents": s.documents,
-                "tokens": s.tokens,
+                "tokens": s.tokens[key0],
                 "sources": [os.path.abspath(files[i]) for i in sorted(s.sources)],
+                "keys": {k: {"prefix": os.path.abspath(prefixes[lang][k]), "tokens": s.tokens[k]}
+                         for k in self.spec.json_keys},
             }
             for lang, s in sorted(stats.items())
         }
-        report = Report(
+        return Report(
             languages=languages,
             rejected=rejected,
             examples=examples,
@@ -493,21 +582,22 @@ class Preprocessor:
             bytes=n_bytes,
             blank_lines=n_blank,
             seconds=time.perf_counter() - t0,
+            warnings=warnings,
         )
-        report.manifest_path = self._write_manifest(report)
-        return report
 
-    def _write_manifest(self, report: Report) -> str:
+    def _manifest(self, report: Report) -> dict:
         cfg = self.cfg
-        manifest = {
+        return {
             "tokenizer": self.tokenizer.identity(),
             "languages": report.languages,
             "rejected": report.rejected,
             "reject_examples": report.examples,
             "blank_lines": report.blank_lines,
             "dtype": np.dtype(self.worker.dtype).name,
-            "json_key": cfg.json_key,
+            "json_key": self.spec.json_keys[0],
+            "json_keys": list(self.spec.json_keys),
             "append_eod": cfg.append_eod,
+            "max_doc_chars": cfg.max_doc_chars,
             "lang_id": {
                 "method": cfg.lang_id,
                 "lang_key": cfg.lang_key,
@@ -517,10 +607,3 @@ class Preprocessor:
             },
             "inputs": [os.path.abspath(f) for f in self.files],
         }
-        path = f"{cfg.output_prefix}.manifest.json"
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
-        return path
