@@ -242,7 +242,11 @@ class XLDADataset(MegatronDataset):
 
     @staticmethod
     def numel_low_level_dataset(low_level_dataset: XLDACorpus) -> int:
-        return len(low_level_dataset)
+        # megatron-core's builder only uses this to give each split an np.arange over the
+        # document indices (4 bytes per document, held by every rank for the whole run). XLDA
+        # splits per language itself (split_ranges) and never reads those indices: 0 keeps
+        # them empty.
+        return 0
 
     @staticmethod
     def _key_config_attributes() -> List[str]:
