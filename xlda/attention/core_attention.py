@@ -73,7 +73,7 @@ class XLDACoreAttention(MegatronModule):
 
             self.te_attn = build_te_attention(
                 self.heads, self.head_dim, self.kv_heads, self.dropout_p, self.softmax_scale,
-                self.layer_number,
+                self.layer_number, sequence_parallel=config.sequence_parallel,
             )
 
     # -- helpers -------------------------------------------------------------------------------

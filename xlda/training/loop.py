@@ -102,6 +102,13 @@ class Trainer:
         self.dp_size = ps.get_data_parallel_world_size()
         self.num_microbatches = cfg.training.num_microbatches(self.dp_size)
         self.device = torch.device("cpu") if cpu else torch.device("cuda", torch.cuda.current_device())
+        if cfg.model.attention_backend == "te":
+            from xlda.attention.te import check_te_backend
+
+            # fails here, naming what to install, rather than training on TE's unfused attention
+            backend = check_te_backend(cfg.model, cfg.training.micro_batch_size,
+                                       cfg.parallel.tensor_model_parallel_size)
+            self.log0(f"[xlda] TE attention backend for the XLDA THD call: {backend}")
 
         self._build_data()
         model = cfg.model.build()
