@@ -4,7 +4,13 @@ Metadata lives here (not only in pyproject) so `pip install -e .` works with old
 torch and megatron-core are ranges: clusters bring their own CUDA torch; CI pins the CPU
 build through constraints-cpu.txt.
 """
+import os
+
 from setuptools import Extension, find_packages, setup
+
+# XLDA_PURE_PYTHON=1 builds a py3-none-any wheel without the C kernel (benchmarks/
+# prepare_wheels.sh: a wheel for another Python version / an offline GPU machine).
+PURE = os.environ.get("XLDA_PURE_PYTHON") == "1"
 
 setup(
     name="xlda",
@@ -14,7 +20,7 @@ setup(
     packages=find_packages(include=["xlda", "xlda.*"]),
     # The packing index's sequential loops in C (plain Python C API). Optional: without a
     # compiler the bit-identical numpy path runs instead, about 3x slower to build the index.
-    ext_modules=[
+    ext_modules=[] if PURE else [
         Extension("xlda.data._packing_kernel", ["xlda/data/_packing_kernel.c"], optional=True)
     ],
     install_requires=[
