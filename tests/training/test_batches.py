@@ -52,3 +52,13 @@ def test_annealing_switch_stops_main_workers():
     data.switch_to_annealing()
     assert data.main._it is None and next(data)["tokens"][0, 0] == 100
     data.close()
+
+
+def test_loader_leaves_the_global_rng_alone():
+    # dropout draws from torch's global RNG: a loader (re)started on resume must not shift it
+    state = torch.get_rng_state()
+    stream = DataStream(_Seq(10), 2)
+    next(stream)
+    stream.consumed_samples = 0
+    next(stream)
+    assert torch.equal(torch.get_rng_state(), state)

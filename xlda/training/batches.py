@@ -140,9 +140,12 @@ class DataStream:
         sampler = MicroBatchSampler(len(self.dataset), self._consumed, self.micro_batch_size,
                                     self.dp_rank, self.dp_size)
         w = self.num_workers
+        # Its own generator: a DataLoader draws its workers' base seed from the one it is given,
+        # and from torch's global RNG otherwise, which would shift dropout's stream (resume).
         return iter(DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate_fn,
                                num_workers=w, pin_memory=self.pin_memory,
-                               prefetch_factor=2 if w else None, persistent_workers=False))
+                               prefetch_factor=2 if w else None, persistent_workers=False,
+                               generator=torch.Generator().manual_seed(0)))
 
     def close(self) -> None:
         """Stop the workers (they restart lazily)."""
