@@ -133,3 +133,15 @@ def test_block_mask_rejects_ids_outside_the_contract():
         build_block_mask(MaskParams(doc, torch.zeros_like(doc)), 4, 4)
     with pytest.raises(ValueError, match="must equal the sequence length 4"):
         build_block_mask(MaskParams(doc.clamp(max=1), torch.zeros_like(doc)), 4, 8)
+
+
+@pytest.mark.parametrize("mode", ["xlda", "document"])
+def test_block_structure_with_resumed_documents(mode):
+    from xlda.attention.flex import build_block_mask
+
+    # doc 0 (en) is cut by doc 1 (ko) and resumed: its second piece sees its first piece
+    runs = [(0, 20), (1, 12), (0, 9), (2, 15), (1, 8)]
+    doc = torch.cat([torch.full((n,), d, dtype=torch.int32) for d, n in runs])[None]
+    lang = torch.tensor([0, 1, 2], dtype=torch.int32)[doc.long()]
+    ours = build_block_mask(MaskParams(doc, lang, mode), 64, 64, block=8)
+    assert _blocks(ours) == _blocks(_reference_blocks(doc, lang, mode, 8))
