@@ -18,10 +18,12 @@ setup(
     description="Cross-lingual document attention pretraining on megatron-core (Trillion-7B style)",
     python_requires=">=3.11",
     packages=find_packages(include=["xlda", "xlda.*"]),
-    # The packing index's sequential loops in C (plain Python C API). Optional: without a
-    # compiler the bit-identical numpy path runs instead, about 3x slower to build the index.
+    # The packing walk in C (plain Python C API). Optional: without a compiler its
+    # bit-identical Python twin runs instead (xlda/data/packing_ref.py; fine for small data,
+    # far too slow for a real corpus). No FMA contraction: results must match Python's floats.
     ext_modules=[] if PURE else [
-        Extension("xlda.data._packing_kernel", ["xlda/data/_packing_kernel.c"], optional=True)
+        Extension("xlda.data._packing_kernel", ["xlda/data/_packing_kernel.c"], optional=True,
+                  extra_compile_args=["-O2", "-ffp-contract=off"])
     ],
     install_requires=[
         "torch>=2.4",
@@ -38,11 +40,17 @@ setup(
     extras_require={
         "dev": ["pytest>=8", "hypothesis>=6.100", "transformers>=4.44", "matplotlib>=3.8"],
         "lingua": ["lingua-language-detector>=2.0"],
+        # Data curation (xlda.curate, tools/curate.py): datatrove's pipeline/executors, Parquet,
+        # fastText quality classifier (the maintained build with numpy 2 wheels; the archived
+        # `fasttext` 0.9.3 sdist trains NaNs when built with current compilers).
+        "curate": ["datatrove>=0.10.1,<0.11", "pyarrow>=14", "fasttext-community>=0.11.9",
+                   "regex>=2023.0", "orjson>=3.8"],
     },
     entry_points={
         "console_scripts": [
             "xlda-preprocess=xlda.cli.preprocess:main",
             "xlda-pretrain=xlda.cli.pretrain:main",
+            "xlda-curate=xlda.curate.cli:main",
         ]
     },
 )

@@ -7,10 +7,15 @@ indices with the C++ helpers + the BlendedDataset index), i.e. what Megatron bui
 multilingual blend. Both build from scratch into a fresh cache dir, same number of samples.
 Prints the ratio XLDA / Megatron (target <= 1.5), on wall time and on process CPU time (the
 second is steadier on a shared machine). XLDA uses its compiled loops when built
-(xlda/data/_packing_kernel); --backend numpy measures the pure-numpy path.
+(xlda/data/_packing_kernel); --backend python measures its Python twin.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_index.py [--docs-per-lang 350000] [--repeats 3]
-        [--backend {auto,c,numpy}]
+        [--backend {auto,c,python}]
+    OMP_NUM_THREADS=1 python benchmarks/bench_index.py --realistic [--docs 1e6,1e7,1e8]
+
+--realistic: the 7B mix at real document lengths (rho, document context vs plain packing,
+K/V expansion, and build time / memory / index bytes / open RSS vs megatron-core at 1M-100M
+documents, extrapolated to 2T tokens); see benchmarks/bench_index_realistic.py.
 """
 from __future__ import annotations
 
@@ -46,11 +51,19 @@ def write_fake_indexed(prefix: str, lengths: np.ndarray) -> None:
 
 
 def main() -> None:
+    import sys
+
+    if "--realistic" in sys.argv:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import bench_index_realistic
+
+        bench_index_realistic.main([a for a in sys.argv[1:] if a != "--realistic"])
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs-per-lang", type=int, default=350_000)
     ap.add_argument("--seq-length", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--backend", choices=("auto", "c", "numpy"), default="auto")
+    ap.add_argument("--backend", choices=("auto", "c", "python"), default="auto")
     args = ap.parse_args()
     if args.backend != "auto":  # the dataset calls build_packed_index with the default backend
         from functools import partial

@@ -27,9 +27,10 @@ def _log(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
 
-def _run(cmd: list[str], what: str, log_file: Path, echo=None) -> None:
-    """Run a step, streaming selected lines; on failure show the log tail and stop."""
-    _log(f"{what}: {' '.join(str(c) for c in cmd[:4])} ...")
+def _run(cmd: list[str], what: str, log_file: Path, echo=None, say=_log) -> None:
+    """Run a step, streaming selected lines; on failure show the log tail and stop. ``say``
+    prints this module's lines (the ablation passes its own, with its own prefix)."""
+    say(f"{what}: {' '.join(str(c) for c in cmd[:4])} ...")
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)  # each step is its own single-process world (a parent's port is taken)
@@ -49,8 +50,8 @@ def _run(cmd: list[str], what: str, log_file: Path, echo=None) -> None:
             time.sleep(0.5)
     if rc != 0:
         tail = "".join(open(log_file).readlines()[-30:])
-        raise SystemExit(f"[demo] {what} failed (exit {rc}); full log: {log_file}\n{tail}")
-    _log(f"{what}: done in {time.perf_counter() - t0:.1f}s (log: {log_file})")
+        raise SystemExit(f"{what} failed (exit {rc}); full log: {log_file}\n{tail}")
+    say(f"{what}: done in {time.perf_counter() - t0:.1f}s (log: {log_file})")
 
 
 def subset_corpus(src: Path, dst: Path, docs_per_lang: int) -> dict[str, Path]:
@@ -70,10 +71,10 @@ def subset_corpus(src: Path, dst: Path, docs_per_lang: int) -> dict[str, Path]:
     return out
 
 
-def build_tokenizer(files: dict[str, Path], out: Path, log_dir: Path) -> Path:
+def build_tokenizer(files: dict[str, Path], out: Path, log_dir: Path, log=_log) -> Path:
     tok = out / "tokenizer.json"
     if tok.exists():
-        _log(f"tokenizer: reusing {tok}")
+        log(f"tokenizer: reusing {tok} (--fresh rebuilds it)")
         return tok
     tool = REPO_ROOT / "tools" / "build_tokenizer.py"
     if tool.exists():
@@ -82,7 +83,7 @@ def build_tokenizer(files: dict[str, Path], out: Path, log_dir: Path) -> Path:
         for lang in LANGS[1:]:
             cmd += ["--extend-input", f"{lang}={files[lang]}", "--extend-tokens", f"{lang}=256"]
         _run(cmd, "tokenizer (tools/build_tokenizer.py)", log_dir / "tokenizer.log",
-             echo=lambda l: "wrote" in l)
+             echo=lambda l: "wrote" in l, say=log)
         return tok
     # Fallback: a quick byte-level BPE over all languages with HF tokenizers.
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -101,19 +102,22 @@ def build_tokenizer(files: dict[str, Path], out: Path, log_dir: Path) -> Path:
     t.train_from_iterator(texts(), trainer)
     out.mkdir(parents=True, exist_ok=True)
     t.save(str(tok))
-    _log(f"tokenizer: trained byte-level BPE ({t.get_vocab_size()} tokens) -> {tok}")
+    log(f"tokenizer: trained byte-level BPE ({t.get_vocab_size()} tokens) -> {tok}")
     return tok
 
 
-def preprocess(files: dict[str, Path], tok: Path, prefix: Path, log_dir: Path) -> list[str]:
+def preprocess(files: dict[str, Path], tok: Path, prefix: Path, log_dir: Path, log=_log,
+               log_name: str = "preprocess.log") -> list[str]:
     manifest = Path(str(prefix) + ".manifest.json")
-    if not manifest.exists():
+    if manifest.exists():
+        log(f"preprocess: reusing the data of {manifest} (--fresh rebuilds it)")
+    else:
         cmd = [sys.executable, REPO_ROOT / "tools" / "preprocess_data.py", "--input",
                *files.values(), "--json-keys", "text", "--lang-key", "lang",
                "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", tok,
                "--append-eod", "--output-prefix", prefix, "--workers", "1"]
-        _run(cmd, "preprocess (tools/preprocess_data.py)", log_dir / "preprocess.log",
-             echo=lambda l: "docs," in l)
+        _run(cmd, "preprocess (tools/preprocess_data.py)", log_dir / log_name,
+             echo=lambda l: "docs," in l, say=log)
     langs = json.loads(manifest.read_text())["languages"]
     return [langs[lang]["prefix"] for lang in LANGS if lang in langs]
 
@@ -155,6 +159,19 @@ def summarize(metrics: Path, wall: float, phase_iters: tuple[int, int]) -> dict:
     return s
 
 
+def results_lines(work: Path, iteration: int) -> list[str]:
+    """Where the demo's results are (printed last)."""
+    return [
+        f"results: {work / 'summary.json'} (this summary)",
+        f"  metrics: {work / 'ckpt' / 'metrics.jsonl'}; resolved config: "
+        f"{work / 'ckpt' / 'run_config.yaml'}",
+        f"  TensorBoard: tensorboard --logdir {work / 'tb'}",
+        f"  checkpoint: {work / 'ckpt' / f'iter_{iteration:07d}'} (resume with --load "
+        f"{work / 'ckpt'}; convert with tools/checkpoint/convert.py)",
+        f"  step logs: {work / 'logs'}",
+    ]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", default=str(REPO_ROOT / "runs" / "demo"))
@@ -193,14 +210,17 @@ def main(argv=None) -> int:
             "--train-iters", str(args.train_iters), "--save", str(work / "ckpt"),
             "--tensorboard-dir", str(work / "tb"), "--log-interval", "5"]
     _run(base + ["--exit-interval", str(args.resume_at)],
-         f"train iterations 1..{args.resume_at} (tiny recipe, XLDA mask)", logs / "train1.log",
+         f"train iterations 1..{args.resume_at} of {args.train_iters} (tiny recipe, XLDA mask; "
+         f"--exit-interval {args.resume_at} saves and stops there)", logs / "train1.log",
          echo=_train_echo)
     _run(base + ["--load", str(work / "ckpt")],
-         f"resume from the checkpoint, train to {args.train_iters}", logs / "train2.log",
-         echo=_train_echo)
+         f"resume from the checkpoint, train iterations {args.resume_at + 1}.."
+         f"{args.train_iters}", logs / "train2.log", echo=_train_echo)
     s = summarize(work / "ckpt" / "metrics.jsonl", time.perf_counter() - t0,
                   (args.resume_at, args.train_iters))
     (work / "summary.json").write_text(json.dumps(s, indent=1))
+    for line in results_lines(work, args.train_iters):
+        _log(line)
     if not s["last5_mean"] < s["first5_mean"]:
         _log("WARNING: the loss did not go down")
         return 1

@@ -38,18 +38,27 @@ def test_exact_samples_two_languages(tmp_path):
     assert valid is None and test is None and isinstance(train, XLDADataset)
     assert train.languages == ("en", "ko") and len(train) == 3
     got = [train[i] for i in range(3)]
-    # Pinned once from the builder and checked by hand: every token is the right document's
-    # token at the right offset (en ids 1x, ko ids 2x), runs <= S-1 = 5 tokens, >= 2 languages.
-    # item 0 = en doc 2 [0:2] | ko doc 1 [2:3] | en doc 2 [2:5] | (label) ko doc 1 [3:4]
-    assert train.sample_spans(0) == [(0, 2, 0, 2), (1, 1, 2, 1), (0, 2, 2, 3), (1, 1, 3, 1)]
-    assert got[0]["labels"].tolist() == [17, 25, 18, 19, 0, 26]
+    # Checked by hand against the packing rule (xlda/data/packing.py). The stream:
+    #   ko1 [0,5) en0 [5,9) en2[:1] [9,10) ko0 [10,13) ko1[:2] [13,15) en2[1:] [15,19)
+    # Window 0 changes at 5. At 9 (window 1 has no change yet) the next en document would
+    # cross the window end and ko0 (3 tokens) fits, so en2 is cut at 12 + 1 - 3 = 10 and ko0
+    # ends at 13, one token into window 2 (whose change that is); likewise at 13 ko1 is cut
+    # at 18 + 1 - 4 = 15 so that en2's rest ends at 19. en0 crosses the sample boundary at 6
+    # as in Megatron's plain packing. Cut pieces mask the loss of their last token.
+    # shuffle = [2, 1, 0]: item 0 is sample 2.
+    assert train.sample_spans(0) == [(1, 0, 2, 1, False), (1, 1, 0, 2, True),
+                                     (0, 2, 1, 4, False)]
+    assert train.sample_spans(1) == [(0, 0, 1, 3, False), (0, 2, 0, 1, True),
+                                     (1, 0, 0, 3, False)]
+    assert got[2]["labels"].tolist() == [24, 25, 26, 0, 11, 12]
+    assert [g["loss_mask"].tolist() for g in got] == EXPECTED_LOSS_MASK
     assert [g["tokens"].tolist() for g in got] == EXPECTED_TOKENS
     assert [g["doc_ids"].tolist() for g in got] == EXPECTED_DOCS
     assert [g["lang_ids"].tolist() for g in got] == EXPECTED_LANGS
     for g in got:
         assert g["tokens"].dtype == torch.int64 and g["labels"].dtype == torch.int64
         assert g["doc_ids"].dtype == torch.int32 and g["lang_ids"].dtype == torch.int32
-        assert g["loss_mask"].dtype == torch.float32 and torch.all(g["loss_mask"] == 1)
+        assert g["loss_mask"].dtype == torch.float32
         assert g["position_ids"].tolist() == list(range(6))
         assert g["labels"][:-1].tolist() == g["tokens"][1:].tolist()
         assert len(set(g["lang_ids"].tolist())) >= 2
@@ -58,21 +67,45 @@ def test_exact_samples_two_languages(tmp_path):
             assert t == EOD or t // 10 == la + 1
 
 
-EXPECTED_TOKENS = [[16, 17, 25, 18, 19, 0], [0, 12, 23, 13, 0, 24], [21, 14, 15, 0, 22, 11]]
-# doc ids number (lang, doc) occurrences in order of appearance; an interrupted document that
-# resumes (offset > 0) keeps its id: item 0's en doc 2 is 0 on both sides of the ko token
-EXPECTED_DOCS = [[0, 0, 1, 0, 0, 0], [0, 1, 2, 1, 1, 2], [0, 1, 1, 1, 0, 2]]
-EXPECTED_LANGS = [[0, 0, 1, 0, 0, 0], [1, 0, 1, 0, 0, 1], [1, 0, 0, 0, 1, 0]]
+EXPECTED_TOKENS = [[0, 23, 24, 17, 18, 19], [12, 13, 0, 16, 21, 22], [23, 24, 25, 26, 0, 11]]
+# doc ids number (lang, doc) occurrences in order of appearance within the sample
+EXPECTED_DOCS = [[0, 1, 1, 2, 2, 2], [0, 0, 0, 1, 2, 2], [0, 0, 0, 0, 0, 1]]
+EXPECTED_LANGS = [[1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 1, 1], [1, 1, 1, 1, 1, 0]]
+EXPECTED_LOSS_MASK = [[1.0, 1.0, 0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0, 1.0, 1.0], [1.0] * 6]
+
+
+def test_cut_document_masks_the_label(tmp_path):
+    # en: one 14-token document; ko: two 2-token documents; S = 6, 2 samples (13 tokens).
+    # Checked by hand: the stream starts with ko1 [0, 2), then en0 at 2. Window 0 has its
+    # change (at 2); en0 would cover all of window 1 [6, 12), so it is cut at window 1's last
+    # input position (11) and ko0 follows. In sample 1 = [6, 13) the cut piece's last token
+    # (19, index 4) has a ko token as label: loss_mask 0 there, nowhere else.
+    en = [[11, 12, 13, 14, 15, 16, 17, 18, 19, 11, 12, 13, 14, EOD]]
+    ko = [[21, EOD], [22, EOD]]
+    cfg = make_config(tmp_path, {"en": en, "ko": ko}, xlda_rho=0.5)
+    train, _, _ = build_xlda_datasets(cfg, [2, 0, 0])
+    assert train.index.shuffle.tolist() == [1, 0]
+    assert train.sample_spans(0) == [(0, 0, 4, 5, True), (1, 0, 0, 2, False)]
+    g = train[0]
+    assert g["tokens"].tolist() == [15, 16, 17, 18, 19, 21]
+    assert g["labels"].tolist() == [16, 17, 18, 19, 21, 0]
+    assert g["loss_mask"].tolist() == [1.0, 1.0, 1.0, 1.0, 0.0, 1.0]
+    assert g["lang_ids"].tolist() == [0, 0, 0, 0, 0, 1]
+    g = train[1]  # sample 0: ko1, then en0's first 4 tokens; en0 goes on in sample 1 (no cut)
+    assert train.sample_spans(1) == [(1, 1, 0, 2, False), (0, 0, 0, 5, False)]
+    assert g["tokens"].tolist() == [22, 0, 11, 12, 13, 14]
+    assert g["loss_mask"].tolist() == [1.0] * 6
 
 
 def test_reset_position_ids_and_eod_mask_loss(tmp_path):
     cfg = make_config(tmp_path, {"en": EN_DOCS, "ko": KO_DOCS}, reset_position_ids=True,
                       eod_mask_loss=True)
     train, _, _ = build_xlda_datasets(cfg, [3, 0, 0])
-    g = train[1]  # tokens [0, 12, 23, 13, 0, 24], doc ids [0, 1, 2, 1, 1, 2]
-    assert g["tokens"].tolist() == [0, 12, 23, 13, 0, 24]
-    assert g["position_ids"].tolist() == [0, 0, 0, 1, 2, 1]  # per document, across the gap
-    assert g["loss_mask"].tolist() == [0.0, 1.0, 1.0, 1.0, 0.0, 1.0]  # EOD inputs masked
+    g = train[1]  # en0 from offset 1, en2's first token (cut), ko0
+    assert g["tokens"].tolist() == [12, 13, 0, 16, 21, 22]
+    assert g["position_ids"].tolist() == [0, 1, 2, 0, 0, 1]  # per document occurrence
+    # EOD input masked (index 2) and the cut (index 3: its label is ko0's first token)
+    assert g["loss_mask"].tolist() == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0]
 
 
 def test_splits_are_disjoint_per_language(tmp_path):
@@ -86,7 +119,7 @@ def test_splits_are_disjoint_per_language(tmp_path):
         assert len(ds) >= 1
         u = set()
         for i in range(len(ds)):
-            u |= {(la, d) for la, d, _, _ in ds.sample_spans(i)}
+            u |= {(la, d) for la, d, _, _, _ in ds.sample_spans(i)}
         used.append(u)
     assert not (used[0] & used[1]) and not (used[0] & used[2]) and not (used[1] & used[2])
     # en has 40 docs: train 0..23, valid 24..35, test 36..39 (Megatron's rounding per language)
@@ -125,6 +158,19 @@ def test_language_with_p_but_no_tokens_fails(tmp_path):
     with pytest.raises(Exception) as e:  # en valid = doc 11 of 12; ko's 2 docs: round(1.8) = 2
         build_xlda_datasets(cfg, [3, 3, 0])
     assert "language 'ko'" in _chain(e.value) and "0 tokens in the valid split" in _chain(e.value)
+
+
+def test_unread_split_with_an_empty_language_does_not_stop_the_run(tmp_path):
+    # as above, ko has no valid (or test) documents; a run that never reads those splits
+    # (num_samples 0, what the trainer passes for test, and for valid without evaluation)
+    # builds no index for them and trains
+    cfg = make_config(tmp_path, {"en": EN_DOCS * 4, "ko": KO_DOCS}, split="80,10,10",
+                      sequence_length=4)
+    train, valid, test = build_xlda_datasets(cfg, [3, 0, 0])
+    assert len(train) == 3 and len(valid) == 0 and len(test) == 0
+    assert valid.index is None and test.index is None
+    with pytest.raises(IndexError, match="valid split was built with 0 samples"):
+        valid[0]
 
 
 def test_beta_zero_language_is_excluded_so_single_language_fails(tmp_path):

@@ -7,6 +7,7 @@ import torch
 from tests.data.fixtures import CORPUS_LANGS, corpus_docs, train_test_tokenizer
 from tests.data.test_dataset import write_indexed
 from xlda.data import XLDADatasetConfig, build_xlda_datasets
+from xlda.data.packing_stats import stream_layout
 from xlda.data.tokenizer import build_tokenizer
 
 DOCS_PER_LANG = 120
@@ -41,7 +42,7 @@ def test_invariants_on_real_text(real):
             spans = ds.sample_spans(i)
             # tokens are exactly the spans' slices of the original tokenization
             want = np.concatenate([ids[CORPUS_LANGS[la]][d][off:off + n]
-                                   for la, d, off, n in spans])
+                                   for la, d, off, n, _ in spans])
             assert torch.equal(g["tokens"], torch.from_numpy(want[:S]).long())
             assert torch.equal(g["labels"], torch.from_numpy(want[1:S + 1]).long())
 
@@ -50,15 +51,14 @@ def test_spans_detokenize_to_document_text(real):
     """Joining a document's pieces in stream order gives back its tokens; whole documents
     detokenize to exactly the source text (a byte-level BPE is lossless)."""
     tok, texts, ids, train, _, _ = real
-    idx = train.index
-    starts = np.asarray(idx.span_start)
+    lay = stream_layout(train.index, [train.dataset.lengths(l) for l in range(4)])
     pieces = {}
     n_whole = 0
-    for s in range(idx.span_lang.shape[0]):
-        if starts[s] >= len(train) * S + 1:
+    for s in range(lay["lang"].shape[0]):
+        if lay["start"][s] >= len(train) * S + 1:
             break
-        la, d, off = int(idx.span_lang[s]), int(idx.span_doc[s]), int(idx.span_offset[s])
-        n = int(starts[s + 1] - starts[s])
+        la, d = int(lay["lang"][s]), int(lay["doc"][s])
+        off, n = int(lay["offset"][s]), int(lay["length"][s])
         lang = CORPUS_LANGS[la]
         if off == 0:
             pieces[(la, d)] = []

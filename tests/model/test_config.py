@@ -34,7 +34,7 @@ def test_te_backend_without_te_says_what_to_use():
 
     if te_available():
         pytest.skip("Transformer Engine installed")
-    with pytest.raises(ValueError, match="need Transformer Engine.*use attention_backend='thd', 'flex' or 'sdpa'"):
+    with pytest.raises(ValueError, match="need Transformer Engine.*use attention_backend='thd' or 'sdpa' \\(or 'flex' on a GPU"):
         tiny(attention_backend="te").validate()
 
 

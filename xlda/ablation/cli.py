@@ -60,9 +60,17 @@ def parse_args(argv=None):
 
 
 def results_dir(work: Path, args) -> Path:
+    """Named for what the runs depend on; batch sizes and sequence length as the runs resolve
+    them (the recipe's unless overridden)."""
+    from xlda.ablation.runs import RECIPE
+    from xlda.training.config import RunConfig
+
+    recipe = RunConfig.from_yaml(RECIPE)
+    mb = args.micro_batch_size or recipe.training.micro_batch_size
+    gb = args.global_batch_size or recipe.training.global_batch_size
+    seq = args.seq_length or recipe.data.seq_length
     mix = "-".join(f"{k}{v:g}" for k, v in args.mix.items())
-    tag = (f"{args.size}_it{args.train_iters}_mix{mix}"
-           f"_mb{args.micro_batch_size}_gb{args.global_batch_size}_s{args.seq_length}"
+    tag = (f"{args.size}_it{args.train_iters}_mix{mix}_mb{mb}_gb{gb}_s{seq}"
            f"_e{args.eval_samples}_i{args.isolated_docs}")
     return work / f"results_{tag}"
 

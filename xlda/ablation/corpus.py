@@ -112,11 +112,12 @@ def prepare_data(corpus: Path, work: Path, langs, heldout_pages: int, train_docs
     logs.mkdir(exist_ok=True)
     if set(demo.LANGS) - set(langs):  # the demo's tokenizer step wants all four languages
         raise ValueError(f"langs must include {list(demo.LANGS)} (the tokenizer's languages)")
-    tok = demo.build_tokenizer(train_files, root / "tokenizer", logs)
+    step_log = lambda msg: log(f"[ablation] {msg}")  # noqa: E731 - the demo's steps, our prefix
+    tok = demo.build_tokenizer(train_files, root / "tokenizer", logs, log=step_log)
     prefixes = {}
     for name, files in (("train", train_files), ("heldout", held_files)):
         prefix = root / "indexed" / name
-        demo.preprocess(files, tok, prefix, logs)
+        demo.preprocess(files, tok, prefix, logs, log=step_log, log_name=f"preprocess_{name}.log")
         manifest = json.loads(Path(str(prefix) + ".manifest.json").read_text())
         prefixes[name] = {l: manifest["languages"][l]["prefix"] for l in langs}
     out = {

@@ -34,7 +34,8 @@ def require_te() -> None:
     if not te_available():
         raise ImportError(
             "attention_backend='te' needs Transformer Engine (transformer_engine.pytorch), which "
-            "is not installed; use attention_backend='thd', 'flex' or 'sdpa' instead"
+            "is not installed; use attention_backend='thd' or 'sdpa' instead ('flex' too on a "
+            "GPU; on CPU FlexAttention has no backward)"
         )
 
 

@@ -78,7 +78,22 @@ def resolve_iteration(load_dir, iteration: int | None = None) -> tuple[Path, int
     if not (it_dir / "metadata.json").exists():
         raise ConversionError(f"{it_dir / 'metadata.json'} is missing: not a dist checkpoint, or the save was "
                               "interrupted; use an earlier iteration with --iteration")
+    _verify_checksums(it_dir)
     return it_dir, iteration
+
+
+def _verify_checksums(it_dir: Path) -> None:
+    """The files must match the checksums the trainer recorded, before .metadata (a pickle) is
+    read; directories without checksums.json (older saves, converter output) are taken as is."""
+    from xlda.training import checkpoint_integrity as integrity
+
+    try:
+        files = integrity.read_manifest(it_dir) or {}
+        # missing files are named by the reads below; here: are present ones as recorded?
+        integrity.verify_manifest(it_dir, {n: r for n, r in files.items() if (it_dir / n).exists()})
+    except integrity.CorruptFilesError as e:
+        raise ConversionError(f"{it_dir} failed verification, nothing was read: {e}; restore the "
+                              "file(s) or use an earlier iteration with --iteration") from None
 
 
 def read_run_config(it_dir: Path) -> dict:

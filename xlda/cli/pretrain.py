@@ -2,16 +2,24 @@
 
 Precedence: RunConfig defaults < ``--config recipe.yaml`` < flags. Only flags actually given
 override (argparse defaults are suppressed), so a recipe is never silently reset.
+
+User errors (bad flags, values, data, tokenizer, checkpoint) end in one ``pretrain: error: ...``
+line naming the flag and exit code 2 (xlda.cli.preflight checks files and machine before
+anything is built); a traceback means a bug.
 """
 from __future__ import annotations
 
 import argparse
 import difflib
+import math
+import os
 import sys
-import warnings
 from typing import Optional, Sequence
 
-from xlda.training.config import ConfigError, RunConfig
+from xlda import quiet
+from xlda.cli import preflight
+from xlda.training.config import (ConfigError, RunConfig, has_weights,
+                                  data_path_mixture)
 
 
 def _bool_flag(section, field, value=True):
@@ -19,14 +27,22 @@ def _bool_flag(section, field, value=True):
 
 
 def _beta(text: str) -> dict:
-    """``en=0.4,ko=0.2`` -> {"en": 0.4, "ko": 0.2}."""
+    """``en=0.4,ko=0.2`` -> {"en": 0.4, "ko": 0.2}; weights finite and >= 0."""
     out = {}
     for part in text.split(","):
-        if "=" not in part:
+        k, _, v = part.partition("=")
+        try:
+            w = float(v)
+        except ValueError:
+            w = None
+        if not k.strip() or w is None:
             raise argparse.ArgumentTypeError(
-                f"--xlda-beta {text!r}: expected lang=weight pairs like 'en=0.4,ko=0.2'")
-        k, v = part.split("=", 1)
-        out[k.strip()] = float(v)
+                f"{text!r}: expected lang=weight pairs like 'en=0.4,ko=0.2'")
+        if not math.isfinite(w) or w < 0:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: the weight of {k.strip()!r} is {v.strip()}; weights must be finite "
+                f"and >= 0")
+        out[k.strip()] = w
     return out
 
 
@@ -107,6 +123,9 @@ FLAGS: dict[str, dict] = {
     "--ckpt-format": dict(section="checkpoint", choices=["torch_dist"]),
     "--finetune": _bool_flag("checkpoint", "finetune"),
     "--no-exit-on-signal": _bool_flag("checkpoint", "exit_on_signal", False),
+    "--no-verify-checkpoint": dict(
+        _bool_flag("checkpoint", "verify_checkpoint", False),
+        help="load without checking the checkpoint's files against the sha256 recorded at save"),
     # logging
     "--log-interval": dict(section="logging", type=int),
     "--tensorboard-dir": dict(section="logging"),
@@ -142,34 +161,99 @@ FLAGS: dict[str, dict] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are ConfigErrors: main() prints them as one ``pretrain: error:``
+    line with exit code 2, like every other user error."""
+
+    def error(self, message):
+        raise ConfigError(message)
+
+
+def _default(spec: dict, flag: str):
+    """RunConfig's default of a flag's field (what applies when neither recipe nor flag sets it)."""
+    if spec.get("action") in ("store_true", "store_const"):
+        return None  # a switch: its help says what it does
+    section = spec["section"]
+    if section is None:
+        return None
+    field = spec.get("field", flag[2:].replace("-", "_"))
+    return getattr(getattr(RunConfig(), "model" if section == "seq" else section), field)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from xlda.cli.pretrain_help import HELP
+
+    p = _Parser(
         prog="pretrain_trillion.py", argument_default=argparse.SUPPRESS, allow_abbrev=False,
+        usage="%(prog)s [-h] [--config RECIPE] [--print-config] [FLAG ...]",
         description="XLDA pretraining on megatron-core (Megatron-LM flag names). "
-                    "Flags override the --config recipe.")
-    p.add_argument("--config", help="YAML recipe (examples/trillion7b/*.yaml)")
+                    "Flags override the --config recipe.",
+        epilog="Defaults shown are xlda's built-in ones; a --config recipe replaces them and "
+               "flags replace the recipe's values. --print-config shows the result.")
+    p.add_argument("--config", help="YAML recipe (examples/trillion7b/*.yaml) whose values the "
+                                    "flags override")
     p.add_argument("--print-config", action="store_true",
-                   help="print the resolved config and exit")
+                   help="print the resolved config (YAML) and exit; a training run also writes it "
+                        "to <run-dir or save>/run_config.yaml")
+    groups = {}
     for flag, spec in FLAGS.items():
-        kw = {k: v for k, v in spec.items() if k not in ("section", "field")}
+        section = {"seq": "data", None: "model"}.get(spec["section"], spec["section"])
+        if section not in groups:
+            groups[section] = p.add_argument_group(f"{section} (RunConfig.{section})")
+        kw = {k: v for k, v in spec.items() if k not in ("section", "field", "help")}
         dest = flag[2:].replace("-", "_")
-        p.add_argument(flag, dest=dest, **kw)
+        text = spec.get("help") or HELP.get(flag, "")
+        default = _default(spec, flag)
+        if text and spec.get("action") not in ("store_true", "store_const"):
+            text = text.rstrip(".") + f" (default: {default})".replace("%", "%%")
+        groups[section].add_argument(flag, dest=dest, help=text or None, **kw)
     return p
 
 
 def _fail_unknown(parser, unknown: list[str]):
     flags = [u for u in unknown if u.startswith("-")]
     known = ["--config", "--print-config", *FLAGS]
-    lines = []
+    items = []
     for u in flags or unknown:
         close = difflib.get_close_matches(u.split("=")[0], known, n=3)
-        lines.append(f"  {u}" + (f"   (did you mean {', '.join(close)}?)" if close else ""))
-    raise ConfigError("unknown argument(s):\n" + "\n".join(lines) +
-                      "\nrun with --help for the supported Megatron-LM flags")
+        items.append(u + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    raise ConfigError("unknown argument(s): " + "; ".join(items) +
+                      "; run with --help for the supported Megatron-LM flags")
+
+
+def _apply_data_path_weights(cfg: RunConfig, args: argparse.Namespace) -> Optional[str]:
+    """Megatron's ``--data-path 0.3 A 0.7 B`` becomes the XLDA language mixture: xlda-alpha 0 and
+    xlda-beta = the weights summed per language (P(l) is then exactly the normalised weights).
+    Returns the line that announces it (None: no weights)."""
+    d = cfg.data
+    if has_weights(d.annealing_data_path):
+        raise ConfigError(
+            f"--annealing-data-path {' '.join(map(str, d.annealing_data_path))}: weights are not "
+            "supported there (the annealing blend is the main mixture with the multilingual share "
+            "x --annealing-multilingual-multiplier); give prefixes only")
+    mixture = data_path_mixture(d.data_path)
+    if mixture is None:
+        return None
+    given = [f for f in ("--xlda-alpha", "--xlda-beta") if hasattr(args, f[2:].replace("-", "_"))]
+    if given:
+        raise ConfigError(
+            f"--data-path has weights and {' and '.join(given)} is given too: give the language "
+            "mixture once, either as --data-path weights or as --xlda-alpha/--xlda-beta")
+    d.xlda_alpha, d.xlda_beta = 0.0, mixture
+    d.data_path = [str(x) for x in d.data_path[1::2]]
+    total = sum(mixture.values())
+    return ("[xlda] --data-path weights -> language mixture P(l) = " + ", ".join(
+        f"{lang} {w / total:.3f}" for lang, w in mixture.items()) + " (xlda-alpha 0, xlda-beta "
+        "= the weights per language)")
 
 
 def resolve(argv: Optional[Sequence[str]] = None) -> tuple[RunConfig, argparse.Namespace]:
     """Parse ``argv`` into a validated RunConfig (recipe, then flag overrides)."""
+    cfg, args, _ = _resolve(argv)
+    return cfg, args
+
+
+def _resolve(argv):
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -190,30 +274,85 @@ def resolve(argv: Optional[Sequence[str]] = None) -> tuple[RunConfig, argparse.N
                           f"{cfg.data.seq_length}; set both (or pass --seq-length)")
     if cfg.model.sequence_parallel:
         cfg.parallel.sequence_parallel = True
+    note = _apply_data_path_weights(cfg, args)
     cfg.model.validate()
     cfg.validate()
-    return cfg, args
+    return cfg, args, note
+
+
+# Where the data layer checks what the user asked for (mixture knobs, packability, splits): a
+# ValueError raised there is a user error, reported with the flag names the user typed.
+_USER_ERROR_FILES = (os.path.join("xlda", "data", "sampling.py"),)
+_FLAG_NAMES = (("lang_prefixes", "--data-path"), ("xlda_beta", "--xlda-beta"),
+               ("xlda_alpha", "--xlda-alpha"), ("xlda_rho", "--xlda-rho"))
+
+
+def _data_user_error(exc: BaseException) -> Optional[str]:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None or not isinstance(exc, ValueError) \
+            or not tb.tb_frame.f_code.co_filename.endswith(_USER_ERROR_FILES):
+        return None
+    msg = str(exc)
+    for internal, flag in _FLAG_NAMES:
+        msg = msg.replace(internal, flag)
+    return msg
+
+
+def _is_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    warnings.filterwarnings("ignore", message=".*(Transformer Engine|Apex).*")
+    from xlda.training.checkpointing import CheckpointError
+
     try:
-        cfg, args = resolve(argv)
+        cfg, args, note = _resolve(argv)
+        if getattr(args, "print_config", False):
+            print(cfg.to_yaml(), end="")
+            return 0
+        rank0 = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
+        say = (lambda m: print(m, flush=True)) if rank0 else (lambda m: None)
+        if note:
+            say(note)
+        recipe = getattr(args, "config", None)
+        beta_source = (f"data.xlda_beta of {recipe}" if recipe and not hasattr(args, "xlda_beta")
+                       else "--xlda-beta")
+        cuda = _is_cuda()
+        if not cuda:
+            quiet.install_cpu()
+        preflight.check(cfg, cuda, log=say, beta_source=beta_source)
     except (ConfigError, ValueError) as e:
         print(f"pretrain: error: {e}", file=sys.stderr)
         return 2
-    if getattr(args, "print_config", False):
-        print(cfg.to_yaml(), end="")
-        return 0
+    from xlda.attention.stats import ExpansionCapExceeded
     from xlda.training.loop import Trainer, TrainingDivergedError
 
     trainer = Trainer(cfg)
     try:
-        trainer.setup()
+        try:
+            trainer.setup()
+        except (ConfigError, CheckpointError) as e:
+            print(f"pretrain: error: {e}", file=sys.stderr)
+            return 2
+        except ValueError as e:
+            msg = _data_user_error(e)
+            if msg is None:
+                raise
+            print(f"pretrain: error: {msg}", file=sys.stderr)
+            return 2
         if trainer.rank == 0:
-            print("[xlda] resolved config:\n" + cfg.to_yaml(), flush=True)
+            note = quiet.fallback_note()
+            if note:
+                print(note, flush=True)
+            run_dir = cfg.training.run_dir or cfg.checkpoint.save
+            where = f"{run_dir}/run_config.yaml" if run_dir else "not saved: no --save/--run-dir"
+            print(f"[xlda] resolved config: {where} (--print-config prints it)", flush=True)
         result = trainer.train()
-    except TrainingDivergedError as e:
+    except (TrainingDivergedError, CheckpointError, ExpansionCapExceeded) as e:
         print(f"pretrain: error: {e}", file=sys.stderr)
         return 1
     finally:

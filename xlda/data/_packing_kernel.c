@@ -1,13 +1,62 @@
-/* Optional compiled loops of the XLDA packing-index build (xlda/data/packing.py).
+/* The XLDA packing walk, compiled: the twin of xlda/data/packing_ref.py `pack`.
  *
- * Each function is the sequential twin of a numpy step in packing.py and gives bit-identical
- * results (tests/data/test_packing.py checks this); the random draws stay in numpy. Arrays come
- * in through the buffer protocol (C-contiguous numpy arrays); the Python side fixes the dtypes,
- * the checks here only guard against a mismatch turning into a memory error.
+ * Same state layout, same splitmix64 draws, same float64 operations in the same order, so the
+ * output is bit-identical to the Python reference (tests/data/test_packing.py checks this over
+ * random corpora). Build with -ffp-contract=off (setup.py): a fused multiply-add would round
+ * differently from Python. Arrays come in through the buffer protocol; packing.py fixes the
+ * dtypes and the checks here only guard against a mismatch turning into a memory error.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+
+enum { ST_POS, ST_CUR, ST_CTR, ST_SWWIN, ST_PIECES, ST_SAMPLE, ST_BOUND, ST_FORCED, ST_FREE,
+       ST_FREESW, ST_CUTS, ST_OUTP, ST_OUTC, ST_OUTS, ST_PHASE, ST_TTOT, ST_CUTAT, ST_CUTTO,
+       ST_LANG };
+enum { PHASE_PLACE, PHASE_DECIDE, PHASE_START, PHASE_DONE };
+enum { DONE, NEED_EPOCH, OUT_FULL };
+#define MAXL 64
+
+static double uniform(uint64_t key, int64_t counter) {
+    uint64_t z = key + (uint64_t)(counter + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static int64_t choose(double u, const double *probs, const int64_t *st, int L, int64_t ttot,
+                      double buffer, int64_t exclude) {
+    double total = 0.0, best_v = 0.0;
+    int64_t best = -1;
+    for (int k = 0; k < L; k++) {
+        if (k != exclude && probs[k] > 0.0) {
+            double w = probs[k] * ((double)ttot + buffer) - (double)st[ST_LANG + 3 * k + 2];
+            if (w > 0.0) total += w;
+            double v = w / probs[k];
+            if (best < 0 || v > best_v) { best = k; best_v = v; }
+        }
+    }
+    if (total <= 0.0) return best;
+    double x = u * total;
+    int64_t last = -1;
+    for (int k = 0; k < L; k++) {
+        if (k == exclude || probs[k] <= 0.0) continue;
+        double w = probs[k] * ((double)ttot + buffer) - (double)st[ST_LANG + 3 * k + 2];
+        if (w <= 0.0) continue;
+        last = k;
+        if (x < w) return k;
+        x -= w;
+    }
+    return last;
+}
+
+static double switch_prob(double r, double p, int64_t tokens_l, int64_t ttot, double buffer) {
+    double ratio = (p * ((double)ttot + buffer) - (double)tokens_l) / (p * buffer);
+    if (ratio <= 0.0) return 1.0;
+    double q = r / ratio;
+    return q > 1.0 ? 1.0 : q;
+}
 
 static int check(Py_buffer *b, Py_ssize_t itemsize, const char *name) {
     if (b->itemsize != itemsize || b->len % itemsize != 0) {
@@ -18,286 +67,214 @@ static int check(Py_buffer *b, Py_ssize_t itemsize, const char *name) {
     return 1;
 }
 
-/* chain(u float32[n], cuts float32[m-1], active int16[m], out int16[n], counts int64[L])
- *   -> n_chain. Inverse-CDF language draws (pick = #cuts <= u), consecutive repeats dropped;
- * counts[l] = occurrences of language l in the chain. */
-static PyObject *chain(PyObject *self, PyObject *args) {
-    Py_buffer u, cuts, active, out, cnt;
-    if (!PyArg_ParseTuple(args, "y*y*y*w*w*", &u, &cuts, &active, &out, &cnt)) return NULL;
-    PyObject *res = NULL;
-    if (check(&u, 4, "u") && check(&cuts, 4, "cuts") && check(&active, 2, "active") &&
-        check(&out, 2, "out") && check(&cnt, 8, "counts")) {
-        Py_ssize_t n = u.len / 4, m = cuts.len / 4, k = 0, L = cnt.len / 8;
-        int bad = 0;
-        for (Py_ssize_t j = 0; j <= m && j < active.len / 2; j++)
-            bad |= ((const int16_t *)active.buf)[j] < 0 || ((const int16_t *)active.buf)[j] >= L;
-        if (out.len / 2 < n || active.len / 2 < m + 1 || bad) {
-            PyErr_SetString(PyExc_ValueError, "_packing_kernel.chain: buffers too small");
-        } else {
-            const float *uu = u.buf, *cc = cuts.buf;
-            const int16_t *act = active.buf;
-            int16_t *o = out.buf, prev = -1;  /* language ids are >= 0 */
-            for (Py_ssize_t i = 0; i < n; i++) {
-                int p = 0;
-                for (Py_ssize_t j = 0; j < m; j++) p += uu[i] >= cc[j];
-                int16_t d = act[p];
-                o[k] = d;  /* branch-free: the keep test is a coin flip */
-                k += d != prev;
-                prev = d;
+/* pack(state int64, probs f64[L], rswitch f64[L], buffer, key, S, need, n_samples,
+ *      lengths [L] of int32 arrays, orders [L] of int32 arrays, id_first int64[L],
+ *      piece_doc int64, piece_lang int8, cut_piece int64, cut_off int32, cut_len int32,
+ *      sample_piece int64, sample_off int32) -> (code, lang) */
+static PyObject *pack(PyObject *self, PyObject *args) {
+    Py_buffer bst, bpr, brs, bid, bpd, bpl, bcp, bco, bcl, bsp, bso;
+    double buffer;
+    unsigned long long ukey;
+    long long S, need, n_samples;
+    PyObject *olen, *oord;
+    if (!PyArg_ParseTuple(args, "w*y*y*dKLLLOOy*w*w*w*w*w*w*w*", &bst, &bpr, &brs, &buffer,
+                          &ukey, &S, &need, &n_samples, &olen, &oord, &bid, &bpd, &bpl, &bcp,
+                          &bco, &bcl, &bsp, &bso))
+        return NULL;
+    Py_buffer *all[] = {&bst, &bpr, &brs, &bid, &bpd, &bpl, &bcp, &bco, &bcl, &bsp, &bso};
+    Py_buffer lens[MAXL], ords[MAXL];
+    int nl = 0, no = 0, code = -1;
+    int64_t ret_lang = -1;
+    PyObject *sl = NULL, *so = NULL;
+    int L = (int)(bpr.len / 8);
+    if (!(check(&bst, 8, "state") && check(&bpr, 8, "probs") && check(&brs, 8, "rswitch") &&
+          check(&bid, 8, "id_first") && check(&bpd, 8, "piece_doc") &&
+          check(&bpl, 1, "piece_lang") && check(&bcp, 8, "cut_piece") &&
+          check(&bco, 4, "cut_off") && check(&bcl, 4, "cut_len") &&
+          check(&bsp, 8, "sample_piece") && check(&bso, 4, "sample_off")))
+        goto out;
+    if (L < 2 || L > MAXL || brs.len / 8 != L || bid.len / 8 != L ||
+        bst.len / 8 < ST_LANG + 3 * L || S < 2) {
+        PyErr_SetString(PyExc_ValueError, "_packing_kernel.pack: bad sizes");
+        goto out;
+    }
+    sl = PySequence_Fast(olen, "lengths must be a sequence");
+    so = sl ? PySequence_Fast(oord, "orders must be a sequence") : NULL;
+    if (!so) goto out;
+    if (PySequence_Fast_GET_SIZE(sl) != L || PySequence_Fast_GET_SIZE(so) != L) {
+        PyErr_SetString(PyExc_ValueError, "_packing_kernel.pack: one array per language");
+        goto out;
+    }
+    for (; nl < L; nl++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(sl, nl), &lens[nl],
+                               PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto out;
+        if (!check(&lens[nl], 4, "lengths[l]")) { nl++; goto out; }
+    }
+    for (; no < L; no++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(so, no), &ords[no],
+                               PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto out;
+        if (!check(&ords[no], 4, "orders[l]")) { no++; goto out; }
+    }
+    {
+        int64_t *st = bst.buf;
+        const double *probs = bpr.buf, *rsw = brs.buf;
+        const int64_t *id_first = bid.buf;
+        int64_t *piece_doc = bpd.buf, *cut_piece = bcp.buf, *sample_piece = bsp.buf;
+        int8_t *piece_lang = bpl.buf;
+        int32_t *cut_off = bco.buf, *cut_len = bcl.buf, *sample_off = bso.buf;
+        const int64_t cap_p = bpd.len / 8, cap_c = bcp.len / 8, cap_s = bsp.len / 8;
+        const uint64_t key = (uint64_t)ukey;
+        if (bpl.len < cap_p || bco.len / 4 < cap_c || bcl.len / 4 < cap_c ||
+            bso.len / 4 < cap_s) {
+            PyErr_SetString(PyExc_ValueError, "_packing_kernel.pack: output sizes differ");
+            goto out;
+        }
+        for (int l = 0; l < L; l++) {  /* every order entry must index its lengths */
+            const int32_t *o = ords[l].buf;
+            Py_ssize_t n = ords[l].len / 4, m = lens[l].len / 4;
+            for (Py_ssize_t j = 0; j < n; j++)
+                if (o[j] < 0 || o[j] >= m) {
+                    PyErr_SetString(PyExc_ValueError, "_packing_kernel.pack: order out of range");
+                    goto out;
+                }
+        }
+        Py_BEGIN_ALLOW_THREADS
+        for (;;) {
+            int64_t phase = st[ST_PHASE];
+            if (phase == PHASE_DONE) { code = DONE; break; }
+            if (phase == PHASE_START) {
+                st[ST_CUR] = choose(uniform(key, st[ST_CTR]), probs, st, L, 0, buffer, -1);
+                /* choose() read tokens from st: all 0 at the start, as the reference passes */
+                st[ST_CTR] += 1;
+                st[ST_PHASE] = PHASE_PLACE;
+                continue;
             }
-            int64_t *c = cnt.buf;
-            for (Py_ssize_t l = 0; l < L; l++) c[l] = 0;
-            for (Py_ssize_t i = 0; i < k; i++) c[o[i]]++;
-            res = PyLong_FromSsize_t(k);
-        }
-    }
-    PyBuffer_Release(&u); PyBuffer_Release(&cuts); PyBuffer_Release(&active);
-    PyBuffer_Release(&out); PyBuffer_Release(&cnt);
-    return res;
-}
-
-/* targets(xs: sequence of float64 arrays, one per language, t int64[sum len + 1]) -> None
- * Language l's targets t[pos_l : pos_l + len(xs[l]) + 1] = [0, floor(cumsum(xs[l]))], the
- * languages one after the other (numpy's cumsum is a sequential sum too; the float -> int64 cast
- * truncates, = floor for these positive sums). */
-static PyObject *targets(PyObject *self, PyObject *args) {
-    PyObject *xs;
-    Py_buffer t;
-    if (!PyArg_ParseTuple(args, "Ow*", &xs, &t)) return NULL;
-    PyObject *seq = PySequence_Fast(xs, "_packing_kernel.targets: xs must be a sequence");
-    if (!seq) { PyBuffer_Release(&t); return NULL; }
-    int ok = check(&t, 8, "t");
-    int64_t *tt = t.buf;
-    Py_ssize_t pos = 0, cap = t.len / 8;
-    for (Py_ssize_t l = 0; ok && l < PySequence_Fast_GET_SIZE(seq); l++) {
-        Py_buffer x;
-        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, l), &x, PyBUF_FORMAT) < 0) {
-            ok = 0;
-            break;
-        }
-        Py_ssize_t n = x.len / 8;
-        if (!check(&x, 8, "xs[l]")) {
-            ok = 0;
-        } else if (pos + n + 1 > cap) {
-            PyErr_SetString(PyExc_ValueError, "_packing_kernel.targets: t too small");
-            ok = 0;
-        } else {
-            const double *xx = x.buf;
-            double s = 0.0;
-            tt[pos] = 0;
-            for (Py_ssize_t j = 0; j < n; j++) {
-                s += xx[j];
-                tt[pos + 1 + j] = (int64_t)s;
+            int64_t cur = st[ST_CUR];
+            int64_t b = ST_LANG + 3 * cur;
+            const int32_t *ord = ords[cur].buf, *len = lens[cur].buf;
+            if (st[b] >= ords[cur].len / 4) { code = NEED_EPOCH; ret_lang = cur; break; }
+            if (phase == PHASE_DECIDE) {
+                int64_t pos = st[ST_POS], w = pos / S;
+                int inside = pos % S != 0;
+                int64_t k = choose(uniform(key, st[ST_CTR]), probs, st, L, st[ST_TTOT], buffer,
+                                   cur);
+                int64_t bk = ST_LANG + 3 * k;
+                if (st[bk] >= ords[k].len / 4) { code = NEED_EPOCH; ret_lang = k; break; }
+                int64_t nk = (int64_t)((const int32_t *)lens[k].buf)[
+                    ((const int32_t *)ords[k].buf)[st[bk]]] - st[bk + 1];
+                double u = uniform(key, st[ST_CTR] + 1);
+                st[ST_CTR] += 2;
+                int fr = u < switch_prob(rsw[cur], probs[cur], st[b + 2], st[ST_TTOT], buffer);
+                int64_t nxt = len[ord[st[b]]], room = (w + 1) * S - pos;
+                /* forced: see packing_ref.py (straddle now, or cut the next document so
+                 * that k's ends at (w + 1) S + 1) */
+                int force = inside && st[ST_SWWIN] != w && (nxt >= room || nk > room);
+                int plan = 0;
+                int64_t c = 0;
+                if (force && 2 <= nk && nk <= room) {
+                    c = (w + 1) * S + 1 - nk;
+                    plan = pos < c && c < pos + nxt;
+                }
+                st[ST_BOUND] += 1;
+                if (force) st[ST_FORCED] += 1;
+                else { st[ST_FREE] += 1; st[ST_FREESW] += fr; }
+                if (plan) {
+                    st[ST_CUTAT] = c;
+                    st[ST_CUTTO] = k;
+                } else if (fr || force) {
+                    st[ST_CUR] = k;
+                    if (inside) st[ST_SWWIN] = w;
+                }
+                st[ST_PHASE] = PHASE_PLACE;
+                continue;
             }
-            pos += n + 1;
-        }
-        PyBuffer_Release(&x);
-    }
-    Py_DECREF(seq);
-    PyBuffer_Release(&t);
-    if (!ok) return NULL;
-    Py_RETURN_NONE;
-}
-
-/* cut(chain int16[n], t int64, toff int64[L] (start of language l's targets in t), need,
- *     counts int64[L]) -> n_runs: 1 + first chain position where the targets' running total
- * reaches need, or -1; counts[l] = occurrences of l in chain[:n_runs]. */
-static PyObject *cut(PyObject *self, PyObject *args) {
-    Py_buffer ch, t, toff, cnt;
-    long long need;
-    if (!PyArg_ParseTuple(args, "y*y*y*Lw*", &ch, &t, &toff, &need, &cnt)) return NULL;
-    PyObject *res = NULL;
-    if (check(&ch, 2, "chain") && check(&t, 8, "t") && check(&toff, 8, "toff") &&
-        check(&cnt, 8, "counts") && cnt.len >= toff.len) {
-        Py_ssize_t n = ch.len / 2, L = toff.len / 8, found = -1;
-        const int16_t *c = ch.buf;
-        const int64_t *tt = t.buf, *off = toff.buf;
-        int64_t *pos = PyMem_Calloc(L > 0 ? L : 1, sizeof(int64_t)), acc = 0;
-        if (!pos) {
-            PyErr_NoMemory();
-        } else {
-            for (Py_ssize_t l = 0; l < L; l++) pos[l] = off[l];
-            for (Py_ssize_t i = 0; i < n; i++) {
-                int64_t *p = pos + c[i];  /* caller: every chain value < L, enough targets */
-                acc += tt[*p + 1] - tt[*p];
-                (*p)++;
-                if (acc >= need) { found = i + 1; break; }
+            if (st[ST_OUTP] >= cap_p || st[ST_OUTC] + 1 >= cap_c ||
+                st[ST_OUTS] + 1 + ((int64_t)len[ord[st[b]]] - st[b + 1]) / S + 1 >= cap_s) {
+                code = OUT_FULL;
+                break;
             }
-            for (Py_ssize_t l = 0; l < L; l++) ((int64_t *)cnt.buf)[l] = pos[l] - off[l];
-            PyMem_Free(pos);
-            res = PyLong_FromSsize_t(found);
-        }
-    }
-    PyBuffer_Release(&ch); PyBuffer_Release(&t); PyBuffer_Release(&toff); PyBuffer_Release(&cnt);
-    return res;
-}
-
-/* e[j] = (first document end >= T_j) if it is < T_{j+1}, else T_j; ends and e include base.
- * A merge is a chain of dependent, unpredictable steps; LANES independent merges over slices
- * of the targets (each started by a binary search) run interleaved, branch-free, so the CPU
- * overlaps them. Every document end >= T_{k-1} exists (checked by the caller). */
-#define LANES 4
-#define DEFINE_MERGE(NAME, T)                                                          \
-    static void NAME(const T *en, Py_ssize_t n, const int64_t *tt, Py_ssize_t k,       \
-                     int64_t base,                                                     \
-                     int64_t *ee) {                                                    \
-        Py_ssize_t jj[LANES], je[LANES], dd[LANES];                                    \
-        for (int w = 0; w < LANES; w++) {                                              \
-            jj[w] = k * w / LANES;                                                     \
-            je[w] = k * (w + 1) / LANES;                                               \
-            Py_ssize_t lo = 0, hi = jj[w] < je[w] ? n : 0; /* first end >= T_jj */    \
-            while (lo < hi) {                                                          \
-                Py_ssize_t mid = lo + (hi - lo) / 2;                                   \
-                if ((int64_t)en[mid] < tt[jj[w]] + base) lo = mid + 1; else hi = mid;  \
-            }                                                                          \
-            dd[w] = lo;                                                                \
-        }                                                                              \
-        for (;;) {                                                                     \
-            int all = 1;                                                               \
-            for (int w = 0; w < LANES; w++) all &= jj[w] < je[w];                      \
-            if (!all) break;                                                           \
-            for (int w = 0; w < LANES; w++) {                                          \
-                int64_t ed = en[dd[w]], lo = tt[jj[w]] + base;                         \
-                int next_doc = ed < lo;                                                \
-                ee[jj[w]] = ed < tt[jj[w] + 1] + base ? ed : lo;                       \
-                dd[w] += next_doc;                                                     \
-                jj[w] += !next_doc;                                                    \
-            }                                                                          \
-        }                                                                              \
-        for (int w = 0; w < LANES; w++) {                                              \
-            for (; jj[w] < je[w]; jj[w]++) {                                           \
-                int64_t lo = tt[jj[w]] + base;                                         \
-                while ((int64_t)en[dd[w]] < lo) dd[w]++;                               \
-                ee[jj[w]] = (int64_t)en[dd[w]] < tt[jj[w] + 1] + base ? en[dd[w]] : lo; \
-            }                                                                          \
-        }                                                                              \
-    }
-DEFINE_MERGE(merge32, int32_t)
-DEFINE_MERGE(merge64, int64_t)
-
-/* snap(t int64[k+1], lengths int64[nd], ids int64[nd] or None, first, order int64[n], base,
- *      ends int32/64[n], ids_out int32/64[n], e int64[k]) -> None
- * ends = base + cumsum(lengths[order]); ids_out = ids[order], or first + order when ids is None
- * (the dataset's ids are a range) or ids[i] = ids[0] + i; run j ends at the first document end
- * in [t[j], t[j+1]) if any, else at t[j] (searchsorted + where in packing.py), + base. The
- * caller picks int32 outputs only when every value fits. No binary search: documents and
- * targets advance together (a merge). */
-static PyObject *snap(PyObject *self, PyObject *args) {
-    Py_buffer t, lens, ids = {0}, order, ends, ids_out, e;
-    PyObject *ids_obj;
-    long long base, first;
-    if (!PyArg_ParseTuple(args, "y*y*OLy*Lw*w*w*", &t, &lens, &ids_obj, &first, &order, &base,
-                          &ends, &ids_out, &e)) return NULL;
-    int ranged = ids_obj == Py_None;
-    int got_ids = !ranged && PyObject_GetBuffer(ids_obj, &ids, PyBUF_FORMAT) == 0;
-    PyObject *res = NULL;
-    if ((ranged || got_ids) && check(&t, 8, "t") && check(&lens, 8, "lengths") &&
-        (ranged || check(&ids, 8, "ids")) &&
-        check(&order, 8, "order") && check(&e, 8, "e") &&
-        (ends.itemsize == 4 || check(&ends, 8, "ends")) &&
-        (ids_out.itemsize == 4 || check(&ids_out, 8, "ids_out"))) {
-        Py_ssize_t n = order.len / 8, k = t.len / 8 - 1, nd = lens.len / 8, j = 0;
-        const int64_t *tt = t.buf, *ln = lens.buf, *id = ids.buf, *od = order.buf;
-        int64_t *ee = e.buf, s = 0;
-        int ok = k >= 0 && ends.len / ends.itemsize >= n && ids_out.len / ids_out.itemsize >= n
-                 && e.len / 8 >= k && (ranged || ids.len / 8 >= nd) && nd > 0;
-        int e32 = ends.itemsize == 4, i32 = ids_out.itemsize == 4;
-        int64_t id0 = ranged ? first : (ok ? id[0] : 0);
-        int contiguous = 1;
-        for (Py_ssize_t i = 0; ok && !ranged && i < nd; i++) contiguous &= id[i] == id0 + i;
-        for (Py_ssize_t i = 0; ok && i < n; i++) ok = od[i] >= 0 && od[i] < nd;
-        if (ok) {  /* separate simple loops: the merge's branches would stall the gathers */
-            if (e32) {
-                int32_t *en = ends.buf;
-                for (Py_ssize_t i = 0; i < n; i++) { s += ln[od[i]]; en[i] = (int32_t)(s + base); }
+            /* the lengths are read in shuffled order: fetch a few documents ahead, so the
+             * cache misses overlap instead of stalling the walk one by one */
+            if (st[b] + 16 < ords[cur].len / 4) __builtin_prefetch(&len[ord[st[b] + 16]]);
+            int64_t local = ord[st[b]], off = st[b + 1];
+            int64_t n = (int64_t)len[local] - off;
+            if (n == 0) { st[b] += 1; continue; }  /* an empty document: nothing to place */
+            int64_t s = st[ST_POS], e = s + n, w = s / S, ww = -1, cut = -1, k = -1;
+            if (st[ST_CUTAT] > 0) ww = w;
+            else if (st[ST_SWWIN] != w && e >= (w + 1) * S) ww = w;
+            else if (e >= (w + 2) * S) ww = w + 1;
+            if (st[ST_CUTAT] > 0) {  /* planned at the boundary */
+                cut = st[ST_CUTAT];
+                k = st[ST_CUTTO];
+                st[ST_CUTAT] = 0;
+            } else if (ww >= 0) {
+                k = choose(uniform(key, st[ST_CTR]), probs, st, L, st[ST_TTOT], buffer, cur);
+                int64_t bk = ST_LANG + 3 * k;
+                if (st[bk] >= ords[k].len / 4) { code = NEED_EPOCH; ret_lang = k; break; }
+                int64_t nk = (int64_t)((const int32_t *)lens[k].buf)[
+                    ((const int32_t *)ords[k].buf)[st[bk]]] - st[bk + 1];
+                st[ST_CTR] += 1;
+                int64_t lower = (s > ww * S ? s : ww * S) + 1;
+                cut = (ww + 1) * S + 1 - nk;
+                if (cut < lower || cut > (ww + 1) * S - 1) cut = (ww + 1) * S - 1;
+                if (cut <= s) {
+                    st[ST_CUR] = k;
+                    st[ST_SWWIN] = ww;
+                    st[ST_FORCED] += 1;
+                    continue;
+                }
+            }
+            int64_t end = cut < 0 ? e : cut, p = st[ST_PIECES];
+            piece_doc[st[ST_OUTP]] = id_first[cur] + local;
+            piece_lang[st[ST_OUTP]] = (int8_t)cur;
+            st[ST_OUTP] += 1;
+            if (off > 0 || cut >= 0) {
+                cut_piece[st[ST_OUTC]] = p;
+                cut_off[st[ST_OUTC]] = (int32_t)off;
+                cut_len[st[ST_OUTC]] = (int32_t)(end - s);
+                st[ST_OUTC] += 1;
+            }
+            int64_t i = st[ST_SAMPLE];
+            while (i < n_samples && i * S < end) {
+                sample_piece[st[ST_OUTS]] = p;
+                sample_off[st[ST_OUTS]] = (int32_t)(i * S - s);
+                st[ST_OUTS] += 1;
+                i++;
+            }
+            st[ST_SAMPLE] = i;
+            st[ST_PIECES] = p + 1;
+            st[b + 2] += end - s;
+            st[ST_TTOT] += end - s;
+            st[ST_POS] = end;
+            if (cut >= 0) {
+                st[b + 1] = off + end - s;
+                st[ST_CUTS] += 1;
+                st[ST_CUR] = k;
+                st[ST_SWWIN] = ww;
             } else {
-                int64_t *en = ends.buf;
-                for (Py_ssize_t i = 0; i < n; i++) { s += ln[od[i]]; en[i] = s + base; }
+                st[b + 1] = 0;
+                st[b] += 1;
             }
-            if (i32) {
-                int32_t *io = ids_out.buf;
-                if (contiguous) for (Py_ssize_t i = 0; i < n; i++) io[i] = (int32_t)(id0 + od[i]);
-                else for (Py_ssize_t i = 0; i < n; i++) io[i] = (int32_t)id[od[i]];
-            } else {
-                int64_t *io = ids_out.buf;
-                if (contiguous) for (Py_ssize_t i = 0; i < n; i++) io[i] = id0 + od[i];
-                else for (Py_ssize_t i = 0; i < n; i++) io[i] = id[od[i]];
-            }
-            if (n == 0 || s < (k > 0 ? tt[k - 1] : 0)) ok = 0;
+            if (end >= need) st[ST_PHASE] = PHASE_DONE;
+            else st[ST_PHASE] = cut >= 0 ? PHASE_PLACE : PHASE_DECIDE;
         }
-        if (ok) {
-            if (e32) merge32(ends.buf, n, tt, k, base, ee);
-            else merge64(ends.buf, n, tt, k, base, ee);
-            j = k;
-        }
-        if (!ok || j < k) {
-            PyErr_SetString(PyExc_ValueError, "_packing_kernel.snap: inconsistent inputs");
-        } else {
-            Py_INCREF(Py_None);
-            res = Py_None;
-        }
+        Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&t); PyBuffer_Release(&lens); PyBuffer_Release(&order);
-    PyBuffer_Release(&ends); PyBuffer_Release(&ids_out); PyBuffer_Release(&e);
-    if (got_ids) PyBuffer_Release(&ids);
-    return res;
-}
-
-/* assemble(chain int16[n], e int64, eoff int64[L], start int64[L], run_start int32/64[n + 1],
- *          run_pos int32/64[n]) -> None
- * Walk the chain: run i of language l is l's next run; it starts where l's previous run ended
- * (start[l] for its first) and ends at e[eoff[l] + its number]; run_start = [0, cumsum(len)]. */
-static PyObject *assemble(PyObject *self, PyObject *args) {
-    Py_buffer ch, e, eoff, start, rl, rp;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*", &ch, &e, &eoff, &start, &rl, &rp)) return NULL;
-    PyObject *res = NULL;
-    if (check(&ch, 2, "chain") && check(&e, 8, "e") && check(&eoff, 8, "eoff") &&
-        check(&start, 8, "start") && (rl.itemsize == 4 || check(&rl, 8, "run_start")) &&
-        (rp.itemsize == 4 || check(&rp, 8, "run_pos"))) {
-        Py_ssize_t n = ch.len / 2, L = eoff.len / 8;
-        const int16_t *c = ch.buf;
-        const int64_t *ee = e.buf, *off = eoff.buf, *st = start.buf;
-        int64_t g = 0;
-        int g32 = rl.itemsize == 4, p32 = rp.itemsize == 4;
-        int64_t *cur = PyMem_Malloc(2 * (L > 0 ? L : 1) * sizeof(int64_t));
-        if (!cur) {
-            PyErr_NoMemory();
-        } else if (rl.len / rl.itemsize < n + 1 || rp.len / rp.itemsize < n || start.len / 8 < L) {
-            PyErr_SetString(PyExc_ValueError, "_packing_kernel.assemble: buffers too small");
-            PyMem_Free(cur);
-        } else {
-            int64_t *a = cur, *j = cur + L;
-            for (Py_ssize_t l = 0; l < L; l++) { a[l] = st[l]; j[l] = off[l]; }
-            for (Py_ssize_t i = 0; i < n; i++) {
-                int l = c[i];
-                int64_t end = ee[j[l]++];
-                if (p32) ((int32_t *)rp.buf)[i] = (int32_t)a[l]; else ((int64_t *)rp.buf)[i] = a[l];
-                if (g32) ((int32_t *)rl.buf)[i] = (int32_t)g; else ((int64_t *)rl.buf)[i] = g;
-                g += end - a[l];
-                a[l] = end;
-            }
-            if (g32) ((int32_t *)rl.buf)[n] = (int32_t)g; else ((int64_t *)rl.buf)[n] = g;
-            PyMem_Free(cur);
-            Py_INCREF(Py_None);
-            res = Py_None;
-        }
-    }
-    PyBuffer_Release(&ch); PyBuffer_Release(&e); PyBuffer_Release(&eoff);
-    PyBuffer_Release(&start); PyBuffer_Release(&rl); PyBuffer_Release(&rp);
-    return res;
+out:
+    for (int i = 0; i < nl; i++) PyBuffer_Release(&lens[i]);
+    for (int i = 0; i < no; i++) PyBuffer_Release(&ords[i]);
+    Py_XDECREF(sl);
+    Py_XDECREF(so);
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) PyBuffer_Release(all[i]);
+    if (code < 0) return NULL;
+    return Py_BuildValue("(iL)", code, (long long)ret_lang);
 }
 
 static PyMethodDef methods[] = {
-    {"chain", chain, METH_VARARGS, "language draws -> run languages (no consecutive repeats)"},
-    {"targets", targets, METH_VARARGS, "per-language cumulative run-length targets"},
-    {"cut", cut, METH_VARARGS, "number of runs whose targets cover `need` tokens, or -1"},
-    {"snap", snap, METH_VARARGS, "document stream of a language and its snapped run ends"},
-    {"assemble", assemble, METH_VARARGS, "run global starts and stream positions in chain order"},
-    {NULL, NULL, 0, NULL},
-};
+    {"pack", pack, METH_VARARGS, "advance the XLDA packing walk (see packing_ref.pack)"},
+    {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_packing_kernel",
-                                    "Compiled loops of the XLDA packing-index build.", -1,
-                                    methods};
+                                    "Compiled XLDA packing walk", -1, methods};
 
 PyMODINIT_FUNC PyInit__packing_kernel(void) { return PyModule_Create(&module); }

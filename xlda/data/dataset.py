@@ -28,7 +28,7 @@ from megatron.core.datasets.indexed_dataset import IndexedDataset
 from megatron.core.datasets.megatron_dataset import MegatronDataset
 from megatron.core.datasets.utils import Split
 
-from xlda.data.index_cache import load_or_build, params_hash
+from xlda.data.index_cache import find_cached, load_or_build, params_hash
 from xlda.data.mock import MockLanguageDataset, MockTokenizer
 from xlda.data.packing import PackedIndex, build_packed_index, default_num_samples
 from xlda.data.sampling import check_packable, language_probabilities, validate_rho
@@ -92,19 +92,39 @@ class XLDADatasetConfig(GPTDatasetConfig):
 
 class XLDACorpus:
     """Low-level dataset: per language, its indexed datasets concatenated (doc ids are global
-    within a language)."""
+    within a language). Document lengths stay memory-mapped (IndexedDataset's int32 views): a
+    rank that opens a cached index reads none of them; token totals are computed on demand."""
 
     def __init__(self, languages: Sequence[str], datasets: Sequence[Sequence], identity: list):
         self.languages = tuple(languages)
         self.datasets = [list(d) for d in datasets]
         self.identity = identity
-        self.doc_offsets = []
-        self.doc_lengths = []
-        for parts in self.datasets:
-            lens = [np.asarray(p.sequence_lengths, dtype=np.int64) for p in parts]
-            self.doc_offsets.append(np.cumsum([0] + [len(x) for x in lens]))
-            self.doc_lengths.append(np.concatenate(lens) if lens else np.zeros(0, np.int64))
-        self.tokens = [int(x.sum()) for x in self.doc_lengths]
+        self.doc_offsets = [np.cumsum([0] + [len(p.sequence_lengths) for p in parts])
+                            for parts in self.datasets]
+        self._tokens: Optional[list] = None
+
+    def lengths(self, lang: int) -> np.ndarray:
+        """Language `lang`'s document lengths (int32; a concatenated copy only when it has
+        several prefixes, which only an index build asks for)."""
+        parts = [p.sequence_lengths for p in self.datasets[lang]]
+        if len(parts) == 1:
+            return np.asarray(parts[0])
+        return np.concatenate(parts).astype(np.int32, copy=False) if parts else \
+            np.zeros(0, np.int32)
+
+    def num_docs(self, lang: int) -> int:
+        return int(self.doc_offsets[lang][-1])
+
+    @property
+    def tokens(self) -> list:
+        if self._tokens is None:
+            self._tokens = [int(sum(int(np.asarray(p.sequence_lengths).sum(dtype=np.int64))
+                                    for p in parts)) for parts in self.datasets]
+        return self._tokens
+
+    def doc_length(self, lang: int, doc: int) -> int:
+        part = int(np.searchsorted(self.doc_offsets[lang], doc, side="right")) - 1
+        return int(self.datasets[lang][part].sequence_lengths[doc - self.doc_offsets[lang][part]])
 
     @classmethod
     def from_config(cls, config: XLDADatasetConfig) -> "XLDACorpus":
@@ -138,7 +158,38 @@ class XLDACorpus:
         return self.datasets[lang][part].get(local, offset=offset, length=length)
 
     def __len__(self) -> int:
-        return sum(len(x) for x in self.doc_lengths)
+        return sum(self.num_docs(l) for l in range(len(self.languages)))
+
+
+def split_ranges(corpus: XLDACorpus, split_matrix, split: Split) -> list:
+    """Per language, the dataset ids of `split`'s documents: disjoint by construction."""
+    lo, hi = split_matrix[split.value]
+    out = []
+    for l in range(len(corpus.languages)):
+        n = corpus.num_docs(l)
+        out.append(range(int(round(lo * n)), int(round(hi * n))))
+    return out
+
+
+def index_params(config: XLDADatasetConfig, corpus: XLDACorpus, split: Split,
+                 num_samples: Optional[int], extra: int) -> dict:
+    """What the index depends on, without reading any document length (the cache key: a rank
+    whose index is cached touches no per-document array)."""
+    return {
+        "corpus": corpus.identity, "languages": list(corpus.languages),
+        "seed": config.random_seed, "seq_length": config.sequence_length,
+        "alpha": config.xlda_alpha, "beta": config.xlda_beta, "rho": config.xlda_rho,
+        "split_matrix": config.split_matrix, "split": split.name,
+        "num_samples": num_samples, "extra": extra,
+        "reset_position_ids": config.reset_position_ids, "eod_mask_loss": config.eod_mask_loss,
+    }
+
+
+def index_cache_dir(config: XLDADatasetConfig) -> Optional[str]:
+    if config.path_to_cache is not None or config.mock:
+        return config.path_to_cache
+    first = next(iter(config.lang_prefixes.values()))[0]
+    return os.path.join(os.path.dirname(os.path.abspath(first)), "cache", "XLDADataset_indices")
 
 
 class XLDADataset(MegatronDataset):
@@ -150,41 +201,39 @@ class XLDADataset(MegatronDataset):
         super().__init__(dataset, dataset_path, indices, num_samples, index_split, config)
         self.languages = dataset.languages
         self.extra = int(config.add_extra_token_to_sequence)
-        lo, hi = config.split_matrix[index_split.value]
-        self.doc_ids, lengths = [], []
-        for lens in dataset.doc_lengths:  # per-language document split: disjoint by construction
-            beg, end = int(round(lo * len(lens))), int(round(hi * len(lens)))
-            self.doc_ids.append(range(beg, end))  # a range: the builder needs no id array
-            lengths.append(lens[beg:end])
+        self.doc_ids = split_ranges(dataset, config.split_matrix, index_split)
+        params = index_params(config, dataset, index_split, num_samples, self.extra)
+        cache_dir = index_cache_dir(config)
+        self.cache_base = f"{params_hash(params)}-XLDADataset-{index_split.name}"
+        if num_samples == 0:  # a split nobody reads (e.g. test): no index, nothing to check
+            self.probs = [0.0] * len(self.languages)
+            self.index = None
+            self.num_samples = 0
+            return
+        cached = find_cached(cache_dir, self.cache_base)
+        if cached is not None:  # nothing else to compute: the description has it
+            self.probs = list(cached.description["probs"])
+            self.num_samples = int(cached.description["resolved_num_samples"])
+            self.index = cached
+            return
         self.probs = language_probabilities(self.languages, dataset.tokens,
                                             config.xlda_alpha, config.xlda_beta)
-        split_tokens = [int(x.sum()) for x in lengths]
+        lengths = [dataset.lengths(l)[r.start:r.stop] for l, r in enumerate(self.doc_ids)]
+        split_tokens = [int(x.sum(dtype=np.int64)) for x in lengths]
         check_packable(self.languages, self.probs, split_tokens,
                        f"the {index_split.name} split (split={config.split!r})")
         if num_samples is None:
             num_samples = default_num_samples(split_tokens, self.probs,
                                               config.sequence_length, self.extra)
         self.num_samples = num_samples
-        params = {
-            "corpus": dataset.identity, "languages": list(self.languages),
-            "seed": config.random_seed, "seq_length": config.sequence_length,
-            "probs": [round(p, 12) for p in self.probs], "rho": config.xlda_rho,
-            "split_matrix": config.split_matrix, "split": index_split.name,
-            "num_samples": num_samples, "extra": self.extra,
-            "reset_position_ids": config.reset_position_ids,
-            "eod_mask_loss": config.eod_mask_loss, "version": 2,
-        }
-        cache_dir = config.path_to_cache
-        if cache_dir is None and not config.mock:
-            first = next(iter(config.lang_prefixes.values()))[0]
-            cache_dir = os.path.join(os.path.dirname(os.path.abspath(first)), "cache",
-                                     "XLDADataset_indices")
-        base = f"{params_hash(params)}-XLDADataset-{index_split.name}"
-        self.index: PackedIndex = load_or_build(
-            cache_dir, base, params,
-            lambda: build_packed_index(lengths, self.doc_ids, self.probs, config.xlda_rho,
-                                       config.sequence_length, num_samples,
-                                       config.random_seed, index_split.value, self.extra))
+        description = dict(params, probs=self.probs, resolved_num_samples=num_samples,
+                           split_tokens=split_tokens)
+        self.index = load_or_build(
+            cache_dir, self.cache_base, description,
+            lambda out_dir: build_packed_index(
+                lengths, self.doc_ids, self.probs, config.xlda_rho, config.sequence_length,
+                num_samples, config.random_seed, index_split.value, self.extra,
+                progress=logger.info, out_dir=out_dir))
 
     @staticmethod
     def build_low_level_dataset(dataset_path: Optional[str],
@@ -201,13 +250,17 @@ class XLDADataset(MegatronDataset):
                 "xlda_beta", "xlda_rho", "reset_position_ids", "eod_mask_loss"]
 
     def __len__(self) -> int:
-        return int(self.index.shuffle.shape[0])
+        return 0 if self.index is None else int(self.index.shuffle.shape[0])
 
     def sample_spans(self, idx: int) -> list[tuple]:
-        """(lang, doc, offset, length) spans of dataset item idx, in order, covering its
-        seq_length input tokens plus the extra label token."""
+        """(lang, doc, offset, length, cut) spans of dataset item idx, in order, covering its
+        seq_length input tokens plus the extra label token; cut: the document goes on later
+        (its last token here is followed by another document)."""
+        if self.index is None:
+            raise IndexError(f"the {self.index_split.name} split was built with 0 samples")
         return self.index.sample_spans(int(self.index.shuffle[idx]),
-                                       self.config.sequence_length, self.extra)
+                                       self.config.sequence_length, self.dataset.doc_length,
+                                       self.extra)
 
     def __getitem__(self, idx: int) -> Dict[str, torch.Tensor]:
         S = self.config.sequence_length
@@ -216,8 +269,9 @@ class XLDADataset(MegatronDataset):
         doc = np.empty(n, dtype=np.int32)
         lang = np.empty(n, dtype=np.int32)
         pos = np.empty(n, dtype=np.int64)
+        loss_mask = torch.ones(S, dtype=torch.float32)
         ids, seen, c = {}, {}, 0
-        for la, d, off, length in self.sample_spans(idx):
+        for la, d, off, length, cut in self.sample_spans(idx):
             key = (la, d)
             if off == 0 or key not in ids:  # a new document occurrence (epochs may repeat it)
                 ids[key] = len(seen)
@@ -229,13 +283,13 @@ class XLDADataset(MegatronDataset):
             pos[c:c + length] = np.arange(seen[did], seen[did] + length)
             seen[did] += length
             c += length
+            if cut and c - 1 < S:  # its label is another document's token: no loss there
+                loss_mask[c - 1] = 0.0
         tokens = torch.from_numpy(text[:S].copy())
         if self.extra:
             labels = torch.from_numpy(text[1:n].copy())
         else:
             labels = torch.roll(tokens, -1)
-        loss_mask = torch.ones(S, dtype=torch.float32)
-        if not self.extra:
             loss_mask[-1] = 0.0
         if self.config.eod_mask_loss:
             loss_mask[tokens == self.config.tokenizer.eod] = 0.0
@@ -255,10 +309,74 @@ def build_xlda_datasets(
     config: XLDADatasetConfig,
     num_samples: Optional[Sequence[Optional[int]]] = None,
     is_built_on_rank: Callable[[], bool] = lambda: True,
+    build_timeout_minutes: Optional[float] = None,
 ) -> tuple:
     """(train, valid, test) through megatron-core's BlendedMegatronDatasetBuilder; None for
     empty splits. num_samples: per split (Megatron's train_val_test_num_samples); None entries
-    mean one epoch of the limiting language."""
+    mean one epoch of the limiting language, 0 a split that is never read (no index).
+    Under torch.distributed, missing indices are built on rank 0 first while the others wait
+    on a group whose timeout is set for the build (build_timeout_minutes, else estimated from
+    the corpus): megatron-core's own barrier would use the default 30-minute timeout."""
     sizes = list(num_samples) if num_samples is not None else [None, None, None]
+    _build_missing_on_rank0(config, sizes, build_timeout_minutes)
     datasets = BlendedMegatronDatasetBuilder(XLDADataset, sizes, is_built_on_rank, config).build()
     return tuple(datasets)
+
+
+# Measured build cost of the compiled walk (benchmarks/bench_index.py --realistic, one core):
+# per document and per sample; the estimate takes 4x that for slow shared file systems.
+SECONDS_PER_DOC, SECONDS_PER_SAMPLE = 1e-7, 1e-6
+
+
+def estimate_build_seconds(corpus: XLDACorpus, sizes: Sequence[Optional[int]],
+                           seq_length: int) -> float:
+    docs = len(corpus)
+    samples = sum(s if s is not None else docs for s in sizes)
+    return 4 * (docs * SECONDS_PER_DOC + samples * SECONDS_PER_SAMPLE) + 10.0
+
+
+def _build_missing_on_rank0(config: XLDADatasetConfig, sizes: list,
+                            timeout_minutes: Optional[float]) -> None:
+    import datetime
+
+    import torch.distributed as dist
+
+    if config.mock or not dist.is_initialized() or dist.get_world_size() == 1:
+        return
+    corpus = XLDACorpus.from_config(config)  # opens the .idx files only (memory-mapped)
+    extra = int(config.add_extra_token_to_sequence)
+    cache_dir = index_cache_dir(config)
+    todo = []
+    for split in Split:
+        lo, hi = config.split_matrix[split.value] if config.split_matrix[split.value] else (0, 0)
+        n = sizes[split.value]
+        if hi <= lo or n == 0:
+            continue
+        base = f"{params_hash(index_params(config, corpus, split, n, extra))}" \
+               f"-XLDADataset-{split.name}"
+        if find_cached(cache_dir, base) is None:
+            todo.append((split, n))
+    if not todo:
+        return
+    est = estimate_build_seconds(corpus, [n for _, n in todo], config.sequence_length)
+    minutes = timeout_minutes or max(30.0, 3 * est / 60 + 10)
+    if dist.get_rank() == 0:
+        logger.warning(
+            "XLDA packing index for %s not cached in %s: building it on rank 0 (expected "
+            "~%.1f min); the other ranks wait up to %.0f min. Build it ahead of the job with "
+            "tools/build_packing_index.py.", [s.name for s, _ in todo], cache_dir, est / 60,
+            minutes)
+    group = dist.new_group(backend="gloo", timeout=datetime.timedelta(minutes=minutes))
+    status = [None]
+    if dist.get_rank() == 0:
+        try:
+            for split, n in todo:
+                XLDADataset(corpus, None, None, n, split, config)
+            status = ["ok"]
+        except Exception as e:  # tell the others, then fail here with the real error
+            status = [f"{type(e).__name__}: {e}"]
+            dist.broadcast_object_list(status, src=0, group=group)
+            raise
+    dist.broadcast_object_list(status, src=0, group=group)
+    if status[0] != "ok":
+        raise RuntimeError(f"rank 0 failed to build the XLDA packing index: {status[0]}")

@@ -53,9 +53,13 @@ class ScriptLangID:
     min_letters: int = 1
 
     def detect(self, text: str) -> str | None:
+        return self.detect_scored(text)[0]
+
+    def detect_scored(self, text: str) -> tuple[str | None, float]:
+        """(label or None, the winning label's weighted share of the counted letters in [0, 1])."""
         c = script_counts(text)
         if c.hangul + c.kana + c.han + c.latin < self.min_letters:
-            return None
+            return None, 0.0
         w = self.cjk_weight
         scores = {"en": float(c.latin), "ko": w * c.hangul}
         han_kana = c.kana + c.han
@@ -65,7 +69,8 @@ class ScriptLangID:
         total = sum(scores.values())
         # Ties resolve in the fixed order en, ko, ja/zh (max keeps the first maximum).
         lang = max(scores, key=scores.get)
-        return lang if scores[lang] >= self.min_share * total else None
+        share = scores[lang] / total
+        return (lang if scores[lang] >= self.min_share * total else None), share
 
 
 class LinguaLangID:
@@ -92,6 +97,13 @@ class LinguaLangID:
     def detect(self, text: str) -> str | None:
         r = self._det.detect_language_of(text[:20000])
         return None if r is None else r.iso_code_639_1.name.lower()
+
+    def detect_scored(self, text: str) -> tuple[str | None, float]:
+        """(label or None, lingua's confidence of that label in [0, 1])."""
+        vals = self._det.compute_language_confidence_values(text[:20000])
+        if not vals or vals[0].value <= 0.0:
+            return None, 0.0
+        return vals[0].language.iso_code_639_1.name.lower(), float(vals[0].value)
 
 
 def build_lang_id(method: str, languages=None):

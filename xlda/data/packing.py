@@ -1,58 +1,75 @@
-"""The XLDA packing index: which token spans of which languages make up each sample.
+"""The XLDA packing index: which pieces of which documents make up each sample.
 
-Model (numpy, no per-document Python loop; the sequential steps also exist as optional compiled
-loops in _packing_kernel.c, used when built, bit-identical):
+The rule (index format 3):
 
-1. Run languages. A chain of "runs" (maximal same-language spans of the global token stream):
-   draw languages i.i.d. from P and drop consecutive repeats, so each next run's language is
-   drawn from P restricted to the other languages (the switch rule), and adjacent runs always
-   differ in language.
-2. Run lengths. Language l's token stream is the concatenation of its documents, one seeded
-   shuffle per epoch (epochs repeat whole for upsampled languages). Its k-th run ends near the
-   cumulative target T_k = floor(x_1 + ... + x_k), x ~ U(1, 2*mu_l - 1): at the first document
-   boundary in [T_k, T_{k+1}) if there is one (so runs are whole documents whenever possible and
-   hold ~1/rho documents on average), else mid-document at T_k (the document continues in l's
-   next run). Since targets do not drift, language l consumes mu_l tokens per run on average;
-   mu_l ~ 1/(1 - P_l) compensates the dedup chain's visit rate ~ P_l (1 - P_l), so token shares
-   converge to P(l).
-3. Guarantee. x <= 2*mu_l - 1 with mu_l <= (S + 1) / 4 bounds every run to <= S - 1 tokens.
-   A window of S input tokens therefore always contains a run boundary, and adjacent runs have
-   different languages: every sample holds >= 2 languages, by construction, for any alignment.
-   The cost: when mean_doc / rho exceeds ~S/4 tokens the run means are scaled down (ratios kept,
-   so shares still converge to P) and languages switch more often than rho alone would give.
-4. Samples are consecutive windows of S (+1 extra label token, as Megatron) of the global
-   stream; sample order is shuffled with a seeded permutation (as Megatron's shuffle index).
+* The global token stream is whole documents, one after another, each language's documents in
+  its own seeded epoch shuffle (every document once per epoch; upsampled languages repeat whole
+  epochs). Samples are consecutive windows of S input tokens (+1 label token, as Megatron) of
+  that stream, served in a seeded shuffled order.
+* rho: at a document boundary the language switches with probability r_L for the language L
+  just read. r_L = C (1 - P_L) m_L (m_L: mean document length) with C set so the switch rate
+  over all boundaries is rho and token shares are P(l) when the next language is drawn from P
+  restricted to the others (run visits ~ P_l (1 - P_l), tokens per run ~ 1 / (1 - P_l)).
+  A mix can only switch so often with whole documents (each switch needs a minority document
+  beside it): when rho asks for more, C is capped so the most-switching language switches
+  at every boundary (`rho_effective` in the stats; the build logs it). A small token-deficit
+  feedback on r_L and on the next-language weights keeps shares at P despite the guarantee.
+* Guarantee (>= 2 languages in every sample, by construction): every window must hold a
+  language change strictly inside its S input tokens. At a boundary inside a window that has
+  none yet, the language may stay only if the next same-language document still ends inside
+  the window; otherwise the switch is forced (counted). Only where no boundary is left (a
+  document longer than the room, or covering a whole window) is a document cut, at the
+  window's last input position; its rest is the first thing its language reads next time.
+  Megatron's plain packing cuts documents at sample boundaries; this cuts them there and at
+  these points only.
+* Labels at a cut: the last token before a cut has the next document's first token as its
+  label, so loss_mask is 0 there (the dataset does it; EOD -> next document is as Megatron).
 
-The index stores runs (global start, language, start in the document stream) and, per
-language, its shuffled documents (cumulative ends, ids): O(runs + docs), like Megatron's
-document/sample indices. A sample's (lang, doc, offset, length) spans are resolved when it is
-read, by binary search, so the build never materialises per-document pieces.
+Stored (all memory-mapped, int32 where values fit): per piece (a whole document or a cut part
+of one) its dataset document id and language; the cut pieces' (piece, offset, length); per
+sample its first piece and offset (as Megatron's sample index); the shuffle. O(docs +
+samples), built by one sequential walk (the compiled `_packing_kernel.pack`, or its Python
+twin `packing_ref.pack`), in chunks, so peak memory is the per-language shuffles plus a chunk.
 """
 from __future__ import annotations
 
+import logging
 import math
+import os
+import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-ARRAY_NAMES = ("run_start", "run_lang", "run_pos", "doc_end", "doc_id", "shuffle")
+from xlda.data import packing_ref as ref
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 3
+ARRAY_NAMES = ("piece_doc", "piece_lang", "cut_piece", "cut_off", "cut_len", "sample_piece",
+               "sample_off", "shuffle")
+CHUNK = 1 << 22  # pieces per kernel call: bounded buffers, progress lines
+# The deficit feedback's buffer B, in windows: shares stay within ~P_l B tokens of P_l T, while
+# r_L moves little (measured: a free-boundary switch rate within 0.003 of rho from 0.1 to 0.9
+# with B = 64 S; 4 S pulled rho = 0.9 down to 0.85).
+BUFFER_WINDOWS = 64
 
 
 @dataclass
 class PackedIndex:
-    """Runs plus the documents they read; a sample's (lang, doc, offset, length) spans are
-    resolved when it is read (two binary searches per run), so the build never splits runs."""
+    """Pieces of the stream and the samples' starting points; see the module docstring."""
 
-    # positions are int32 when the whole document stream fits, else int64
-    run_start: np.ndarray  # [n_runs + 1]: global stream position; last = stream end
-    run_lang: np.ndarray  # int16 [n_runs]: index into languages
-    run_pos: np.ndarray  # [n_runs]: start of the run in the document stream (doc_end)
-    doc_end: np.ndarray  # [n_stream_docs]: cumulative end of each stream document:
-    #   every language's shuffled epochs one after the other (its runs never leave its block)
-    doc_id: np.ndarray  # int32/64 [n_stream_docs]: document id in its language's dataset
+    piece_doc: np.ndarray  # int32/64 [n_pieces]: dataset document id (within its language)
+    piece_lang: np.ndarray  # int8 [n_pieces]
+    cut_piece: np.ndarray  # int32/64 [n_cut], increasing: pieces that are not a whole document
+    cut_off: np.ndarray  # int32 [n_cut]: the piece's offset in its document
+    cut_len: np.ndarray  # int32 [n_cut]: the piece's length
+    sample_piece: np.ndarray  # int32/64 [n_samples]: piece holding the sample's first token
+    sample_off: np.ndarray  # int32 [n_samples]: offset of that token in the piece
     shuffle: np.ndarray  # int32/64 [n_samples]: dataset idx -> sample number
-    _spans: Optional[dict] = field(default=None, init=False, repr=False, compare=False)
+    stats: dict = field(default_factory=dict, compare=False)
+    description: dict = field(default_factory=dict, compare=False)  # set when read from cache
     _plain: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
 
     def arrays(self) -> dict:
@@ -61,68 +78,36 @@ class PackedIndex:
     def __len__(self) -> int:
         return int(self.shuffle.shape[0])
 
-    def sample_spans(self, sample: int, seq_length: int, extra: int = 1) -> list[tuple]:
-        """(lang, doc, offset, length) spans of sample number `sample` (unshuffled),
-        covering its seq_length + extra tokens."""
-        beg = sample * seq_length
-        end = beg + seq_length + extra
-        rs, de, pos, lang, doc_id = self._views()
-        # keys in the arrays' dtype: an int64 key would make numpy cast the whole int32 array;
-        # small slices -> lists: scalar reads of a memmap cost ~1 us each
-        r0 = int(np.searchsorted(rs, rs.dtype.type(beg), side="right")) - 1
-        r1 = min(int(np.searchsorted(rs, rs.dtype.type(end), side="left")), lang.shape[0])
-        g = rs[r0: r1 + 1].tolist()
-        pos, lang = pos[r0:r1].tolist(), lang[r0:r1].tolist()
+    def sample_spans(self, sample: int, seq_length: int, doc_length: Callable[[int, int], int],
+                     extra: int = 1) -> list[tuple]:
+        """(lang, doc, offset, length, cut) spans of sample number `sample` (unshuffled),
+        covering its seq_length + extra tokens; cut: the span is followed by another document
+        while its own continues (its last token's label is not its document's)."""
+        pd, pl, cp, co, cl, sp, so = self._views()
+        p, skip = int(sp[sample]), int(so[sample])
+        want = seq_length + extra
+        j = int(np.searchsorted(cp, cp.dtype.type(p)))  # first cut entry at/after piece p
         out = []
-        for i in range(r1 - r0):
-            lo, hi = max(g[i], beg), min(g[i + 1], end)
-            p0 = pos[i] + lo - g[i]
-            p1 = p0 + hi - lo
-            d0, d1 = np.searchsorted(de, de.dtype.type([p0, p1 - 1]), side="right").tolist()
-            ends = de[max(d0 - 1, 0): d1 + 1].tolist()  # the run's documents (and the one before)
-            if d0 == 0:
-                ends.insert(0, 0)
-            ids = doc_id[d0: d1 + 1].tolist()
-            for j, d in enumerate(ids):
-                ds, q = ends[j], min(p1, ends[j + 1])
-                out.append((lang[i], d, p0 - ds, q - p0))
-                p0 = q
+        while want > 0:
+            lang, doc = int(pl[p]), int(pd[p])
+            if j < cp.shape[0] and int(cp[j]) == p:
+                off, n = int(co[j]), int(cl[j])
+                cut = off + n < doc_length(lang, doc)
+                j += 1
+            else:
+                off, n, cut = 0, doc_length(lang, doc), False
+            take = min(n - skip, want)
+            out.append((lang, doc, off + skip, take, cut and take == n - skip))
+            want -= take
+            skip = 0
+            p += 1
         return out
 
     def _views(self) -> tuple:
-        """Plain ndarray views of the (memmapped) arrays: slicing a memmap costs ~10x more."""
+        """Plain ndarray views of the (memmapped) arrays: indexing a memmap costs ~10x more."""
         if self._plain is None:
-            self._plain = tuple(np.asarray(getattr(self, n)) for n in
-                                ("run_start", "doc_end", "run_pos", "run_lang", "doc_id"))
+            self._plain = tuple(np.asarray(getattr(self, n)) for n in ARRAY_NAMES[:-1])
         return self._plain
-
-    def spans(self) -> dict:
-        """The whole stream as flat span arrays in stream order (analysis and tests; the
-        dataset never needs them): span_start [n_spans + 1], span_lang, span_doc,
-        span_offset."""
-        if self._spans is None:
-            rs = np.asarray(self.run_start, dtype=np.int64)
-            p0 = np.asarray(self.run_pos, dtype=np.int64)
-            de = np.asarray(self.doc_end, dtype=np.int64)
-            p1 = p0 + np.diff(rs)
-            d0 = np.searchsorted(de, p0, side="right")
-            counts = np.searchsorted(de, p1 - 1, side="right") - d0 + 1
-            run_of = np.repeat(np.arange(p0.shape[0]), counts)
-            d = np.arange(run_of.shape[0]) - (np.cumsum(counts) - counts - d0)[run_of]
-            doc_start = np.concatenate([[0], de])[d]
-            piece = np.maximum(doc_start, p0[run_of])
-            start = np.append(rs[:-1][run_of] + piece - p0[run_of], rs[-1])
-            self._spans = {"span_start": start,
-                           "span_lang": np.asarray(self.run_lang)[run_of],
-                           "span_doc": np.asarray(self.doc_id)[d],
-                           "span_offset": piece - doc_start}
-        return self._spans
-
-    # flat span views (materialised on first use), as earlier index versions stored them
-    span_start = property(lambda self: self.spans()["span_start"])
-    span_lang = property(lambda self: self.spans()["span_lang"])
-    span_doc = property(lambda self: self.spans()["span_doc"])
-    span_offset = property(lambda self: self.spans()["span_offset"])
 
 
 def default_num_samples(tokens: Sequence[int], probs: Sequence[float], seq_length: int,
@@ -132,24 +117,79 @@ def default_num_samples(tokens: Sequence[int], probs: Sequence[float], seq_lengt
     return max(1, int((budget - extra) // seq_length))
 
 
-def run_means(probs: np.ndarray, mean_doc: np.ndarray, rho: float, seq_length: int) -> np.ndarray:
-    """Mean run length (tokens) per language; see the module docstring."""
+def switch_rates(probs: np.ndarray, mean_doc: np.ndarray, rho: float) -> tuple:
+    """(r_l per language, effective rho): see the module docstring."""
+    probs = np.asarray(probs, dtype=np.float64)
     active = probs > 0
-    p = probs[active]
-    base = float(np.sum(p * mean_doc[active])) / rho
+    p, m = probs[active], np.asarray(mean_doc, dtype=np.float64)[active]
     z = float(np.sum(p * (1.0 - p)))
-    mu = np.zeros_like(probs)
-    mu[active] = base * z / (1.0 - p)
-    hi = (seq_length + 1) / 4.0
-    if mu.max() > hi:  # runs must stay <= S - 1 tokens; shrink all (keeps the share ratios)
-        mu *= hi / mu.max()
-    mu[active] = np.maximum(mu[active], 1.0)
-    return mu
+    c = rho * float(np.sum(p / m)) / z
+    r = np.zeros_like(probs)
+    r[active] = c * (1.0 - p) * m
+    top = float(r.max())
+    if top > 1.0:
+        r /= top
+        rho = rho / top
+    return r, rho
+
+
+def _kernel(backend: Optional[str]):
+    if backend == "python":
+        return None
+    if backend not in (None, "c"):
+        raise ValueError(f"backend={backend!r}: use 'python', 'c' or None")
+    try:
+        from xlda.data import _packing_kernel
+    except ImportError:
+        if backend == "c":
+            raise ImportError("xlda.data._packing_kernel is not built: run `pip install -e .` "
+                              "(needs a C compiler), or use backend='python'") from None
+        return None
+    return _packing_kernel
+
+
+def _fits32(hi: int) -> bool:
+    return hi < 2**31 - 1
+
+
+class _Sink:
+    """One output array, grown chunk by chunk: appended to `path` (raw, so peak memory is one
+    chunk) or, without a path, kept in RAM."""
+
+    def __init__(self, dtype, path: Optional[str] = None):
+        self.dtype, self.path, self.parts, self.n = np.dtype(dtype), path, [], 0
+        self.f = open(path, "wb") if path else None
+
+    def add(self, a: np.ndarray) -> None:
+        if a.size:
+            a = a.astype(self.dtype, copy=True)
+            self.n += a.size
+            if self.f is not None:
+                self.f.write(a.tobytes())
+            else:
+                self.parts.append(a)
+
+    def array(self) -> np.ndarray:
+        if self.f is not None:
+            self.f.close()
+            return open_raw(self.path, self.dtype, self.n)
+        if not self.parts:
+            return np.zeros(0, dtype=self.dtype)
+        out = np.concatenate(self.parts) if len(self.parts) > 1 else self.parts[0]
+        self.parts = []
+        return out
+
+
+def open_raw(path: str, dtype, n: int) -> np.ndarray:
+    """A raw array file, memory-mapped read-only (np.memmap refuses empty files)."""
+    if n == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=(n,))
 
 
 def build_packed_index(
     doc_lengths: Sequence[np.ndarray],
-    doc_ids: Sequence[np.ndarray],
+    doc_ids: Sequence[range],
     probs: Sequence[float],
     rho: float,
     seq_length: int,
@@ -158,173 +198,102 @@ def build_packed_index(
     split_id: int = 0,
     extra: int = 1,
     backend: Optional[str] = None,
+    progress: Optional[Callable[[str], None]] = None,
+    out_dir: Optional[str] = None,
 ) -> PackedIndex:
-    """Build the index. doc_lengths[l] / doc_ids[l]: lengths and dataset ids (an array, or a
-    range) of language l's documents in this split. Callers validate (>= 2 languages with
-    P > 0, no empty one). backend: "numpy", "c" (the compiled loops; error if not built) or
-    None (c if built); both give bit-identical indexes."""
+    """Build the index. doc_lengths[l]: lengths of language l's documents in this split (int32;
+    a memmap is fine); doc_ids[l]: their dataset ids, a range. Callers validate (>= 2 languages
+    with P > 0, none of them empty). backend: "c" (the compiled walk; error if not built),
+    "python" (the reference twin) or None (c if built); both give bit-identical indexes.
+    out_dir: write the arrays there as raw `<name>.bin` files while building (memory-mapped in
+    the result) instead of holding them in RAM."""
+    S = int(seq_length)
+    if S < 2:
+        raise ValueError(f"seq_length={S}: a sample needs >= 2 tokens to hold 2 languages")
     n_lang = len(probs)
     probs = np.asarray(probs, dtype=np.float64)
-    lengths, doc_ids = list(doc_lengths), list(doc_ids)
-    for l in range(n_lang):  # empty documents hold no token; dropping them simplifies spans
-        lengths[l] = np.asarray(lengths[l], dtype=np.int64)
-        if not (isinstance(doc_ids[l], range) and doc_ids[l].step == 1):
-            doc_ids[l] = _id_array(doc_ids[l])
-        if lengths[l].size and lengths[l].min() == 0:
-            nz = lengths[l] > 0
-            lengths[l] = lengths[l][nz]
-            doc_ids[l] = _id_array(doc_ids[l])[nz]
-    tokens = np.array([int(x.sum()) for x in lengths], dtype=np.float64)
-    mean_doc = np.array([t / max(1, len(x)) for t, x in zip(tokens, lengths)])
-    mu = run_means(probs, mean_doc, rho, seq_length)
-    active = np.nonzero(probs > 0)[0]
-    pa = probs[active] / probs[active].sum()
-
-    need = num_samples * seq_length + extra
-    z = float(np.sum(pa * (1.0 - pa)))
-    mean_run = float(np.sum(pa * (1.0 - pa) / z * mu[active]))
+    lengths = [np.ascontiguousarray(np.asarray(x), dtype=np.int32) for x in doc_lengths]
+    for l, ids in enumerate(doc_ids):
+        if not (isinstance(ids, range) and ids.step == 1 and len(ids) == lengths[l].shape[0]):
+            raise ValueError(f"doc_ids[{l}] must be a range(start, start + n_docs)")
+    tokens = np.array([float(x.sum(dtype=np.int64)) for x in lengths])
+    n_docs = np.array([int(np.count_nonzero(x)) for x in lengths], dtype=np.float64)
+    mean_doc = tokens / np.maximum(n_docs, 1.0)
+    rswitch, rho_eff = switch_rates(probs, np.maximum(mean_doc, 1.0), rho)
+    if rho_eff < rho * (1 - 1e-9):
+        logger.warning("--xlda-rho %.3g is more than this mix allows with whole documents; "
+                       "switching at the most %.3g of document boundaries", rho, rho_eff)
+    need = num_samples * S + extra
+    key = int(np.random.default_rng([seed, split_id, 9]).integers(0, 2**63 - 1))
     kern = _kernel(backend)
-    # Phase 1: run languages and per-language cumulative targets, cut where the targets alone
-    # already cover `need` (snapped run ends are >= their targets, so the real stream does too).
-    margin = 1.05
+    walk = kern.pack if kern is not None else ref.pack
+
+    # each language's document order, epoch by epoch (int32, shuffled in place: the largest
+    # arrays of the build; the walk skips empty documents)
+    def epoch(l: int, e: int) -> np.ndarray:
+        perm = np.arange(lengths[l].shape[0], dtype=np.int32)
+        np.random.default_rng([seed, split_id, 2, l, e]).shuffle(perm)
+        return perm
+
+    orders, n_epochs = [], [0] * n_lang
+    for l in range(n_lang):
+        if probs[l] > 0:
+            want = int(math.ceil(need * probs[l] * 1.02 / max(tokens[l], 1.0)))
+            n_epochs[l] = max(1, want)
+            orders.append(np.concatenate([epoch(l, e) for e in range(n_epochs[l])]))
+        else:
+            orders.append(np.zeros(0, dtype=np.int32))
+    id_first = np.array([ids.start for ids in doc_ids], dtype=np.int64)
+    doc_t = np.int32 if _fits32(max([ids.stop for ids in doc_ids] + [0])) else np.int64
+    piece_t = np.int32 if _fits32(need) else np.int64  # pieces <= tokens
+    path = (lambda n: os.path.join(out_dir, n + ".bin")) if out_dir else (lambda n: None)
+    sinks = {n: _Sink(t, path(n)) for n, t in (("piece_doc", doc_t), ("piece_lang", np.int8),
+                                       ("cut_piece", piece_t), ("cut_off", np.int32),
+                                       ("cut_len", np.int32), ("sample_piece", piece_t),
+                                       ("sample_off", np.int32))}
+    cap = CHUNK
+    bufs = {"piece_doc": np.empty(cap, np.int64), "piece_lang": np.empty(cap, np.int8),
+            "cut_piece": np.empty(cap, np.int64), "cut_off": np.empty(cap, np.int32),
+            "cut_len": np.empty(cap, np.int32), "sample_piece": np.empty(cap, np.int64),
+            "sample_off": np.empty(cap, np.int32)}
+    state = np.zeros(ref.ST_LANG + 3 * n_lang, dtype=np.int64)
+    state[ref.ST_PHASE] = ref.PHASE_START
+    state[ref.ST_SWWIN] = -1
+    t0, last = time.time(), time.time()
     while True:
-        n_runs = int(math.ceil(need / mean_run * margin)) + 64
-        n_draw = int(math.ceil(n_runs / max(1.0 - float(np.sum(pa**2)), 1e-9) * 1.05)) + 64
-        rng = np.random.default_rng([seed, split_id, 0])
-        # inverse-CDF by comparisons: ~6x faster than Generator.choice(p=...) for few languages
-        u = rng.random(n_draw, dtype=np.float32)
-        cuts = np.cumsum(pa)[:-1].astype(np.float32)
-        if kern is not None:
-            chain, counts = np.empty(n_draw, dtype=np.int16), np.empty(n_lang, dtype=np.int64)
-            chain = chain[: kern.chain(u, cuts, active.astype(np.int16), chain, counts)]
-        else:
-            pick = np.zeros(n_draw, dtype=np.int16)
-            for c in cuts:
-                pick += u >= c
-            draws = active.astype(np.int16)[pick]
-            keep = np.empty(n_draw, dtype=bool)
-            keep[0] = True
-            np.not_equal(draws[1:], draws[:-1], out=keep[1:])
-            chain = draws[keep]
-            counts = np.bincount(chain, minlength=n_lang)
-        xs = []  # run-length draws x ~ U(1, 2 mu - 1); x = 1 (targets 0, 1, 2, ...) if mu <= 1
-        for l in range(n_lang):
-            if mu[l] <= 1.0:
-                xs.append(np.ones(counts[l] + 1))
-            else:
-                rx = np.random.default_rng([seed, split_id, 1, l])
-                xs.append(rx.uniform(1.0, 2.0 * mu[l] - 1.0, size=counts[l] + 1))
-        xoff = np.zeros(n_lang + 1, dtype=np.int64)
-        np.cumsum(counts + 1, out=xoff[1:])
-        toff = xoff[:-1] + np.arange(n_lang)  # language l's targets: t[toff[l]:][:k_l + 2]
-        t_all = np.empty(int(xoff[-1]) + n_lang, dtype=np.int64)
-        if kern is not None:
-            kern.targets(xs, t_all)
-            n_runs = kern.cut(chain, t_all, toff, need, counts)  # counts: now of the runs kept
-            if n_runs > 0:
-                break
-        else:
-            inc = np.empty(chain.shape[0], dtype=np.int64)
-            for l in range(n_lang):
-                t = t_all[toff[l]: toff[l] + counts[l] + 2]
-                t[0] = 0
-                t[1:] = np.cumsum(xs[l])  # float -> int64 truncates: floor
-                inc[chain == l] = np.diff(t[:-1])
-            approx_end = np.cumsum(inc)
-            if approx_end[-1] >= need:
-                n_runs = int(np.searchsorted(approx_end, need, side="left")) + 1
-                counts = np.bincount(chain[:n_runs], minlength=n_lang)
-                break
-        margin *= 2.0
-    chain = chain[:n_runs]
-
-    # Phase 2: per language, its epochs of shuffled documents and the snapped run ends.
-    # Written in place into one doc_end / doc_id / run-end array (language blocks in order).
-    used = [l for l in range(n_lang) if counts[l]]
-    epochs = {l: int(math.ceil(t_all[toff[l] + counts[l] + 1] / tokens[l])) for l in used}
-    doff = np.cumsum([0] + [lengths[l].shape[0] * epochs[l] for l in used])
-    # int32 positions when the whole stream fits (as Megatron's sample index): half the writes
-    pos_t = np.int32 if sum(tokens[l] * epochs[l] for l in used) < 2**31 - 1 else np.int64
-    doc_end = np.empty(int(doff[-1]), dtype=pos_t)
-    id_range = [(x.start, x[-1]) if isinstance(x, range) else (x.min(), x.max())
-                for x in (doc_ids[l] for l in used)]
-    id_fits = all(lo >= -(2**31) and hi < 2**31 - 1 for lo, hi in id_range)  # as _small
-    doc_id = np.empty(int(doff[-1]), dtype=np.int32 if id_fits else np.int64)
-    eoff = np.zeros(n_lang, dtype=np.int64)  # language l's run ends: e[eoff[l]:][:k_l]
-    np.cumsum(counts[:-1], out=eoff[1:])
-    e = np.empty(n_runs, dtype=np.int64)
-    starts = np.zeros(n_lang, dtype=np.int64)
-    base = 0  # tokens of the previous languages' streams: doc_end is one global cumsum
-    for i, l in enumerate(used):
-        k = int(counts[l])
-        t = t_all[toff[l] + 1: toff[l] + k + 2]  # T_1 .. T_{k+1}
-        n_docs = lengths[l].shape[0]
-        rs = np.random.default_rng([seed, split_id, 2, l])
-        order = rs.permutation(n_docs) if epochs[l] == 1 else np.concatenate(
-            [rs.permutation(n_docs) for _ in range(epochs[l])])
-        ends, ids, el = doc_end[doff[i]: doff[i + 1]], doc_id[doff[i]: doff[i + 1]], \
-            e[eoff[l]: eoff[l] + k]
-        if kern is not None:
-            dl = doc_ids[l]  # a range: ids are first + order, no gather
-            rng_ids = isinstance(dl, range)
-            kern.snap(t, lengths[l], None if rng_ids else dl, dl.start if rng_ids else 0, order,
-                      base, ends, ids, el)
-        else:
-            cum = np.cumsum(lengths[l][order])
-            idx = np.searchsorted(cum, t[:-1], side="left")  # first doc ending at/after T_k
-            nb = cum[idx]
-            el[:] = np.where(nb < t[1:], nb, t[:-1])  # a doc boundary in [T_k, T_{k+1}): end
-            el += base
-            cum += base
-            ends[:] = cum
-            dl = doc_ids[l]
-            ids[:] = order + dl.start if isinstance(dl, range) else dl[order]
-        starts[l] = base
-        base = int(ends[-1])
-    run_pos = np.empty(n_runs, dtype=pos_t)  # run start in the concatenated doc stream
-    run_start = np.empty(n_runs + 1, dtype=pos_t)  # global stream position
-    if kern is not None:
-        kern.assemble(chain, e, eoff, starts, run_start, run_pos)
-    else:
-        run_len = np.empty(n_runs, dtype=np.int64)
-        for l in used:
-            el = e[eoff[l]: eoff[l] + counts[l]]
-            where = chain == l
-            a = np.empty_like(el)
-            a[0] = starts[l]
-            a[1:] = el[:-1]
-            run_pos[where] = a
-            run_len[where] = el - a
-        run_start[0] = 0
-        np.cumsum(run_len, out=run_start[1:])
-    shuffle = np.random.default_rng([seed, split_id, 3]).permutation(num_samples)
-    return PackedIndex(run_start, chain, run_pos, doc_end, doc_id, _small(shuffle))
-
-
-def _id_array(ids) -> np.ndarray:
-    if isinstance(ids, range):  # np.asarray(range) would iterate Python ints
-        return np.arange(ids.start, ids.stop, ids.step, dtype=np.int64)
-    return np.asarray(ids, dtype=np.int64)
-
-
-def _kernel(backend: Optional[str]):
-    if backend == "numpy":
-        return None
-    if backend not in (None, "c"):
-        raise ValueError(f"backend={backend!r}: use 'numpy', 'c' or None")
-    try:
-        from xlda.data import _packing_kernel
-    except ImportError:
-        if backend == "c":
-            raise ImportError("xlda.data._packing_kernel is not built: run `pip install -e .` "
-                              "(needs a C compiler), or use backend='numpy'") from None
-        return None
-    return _packing_kernel
-
-
-def _small(a: np.ndarray) -> np.ndarray:
-    """int32 when it fits (as Megatron's indices): halves the cache files and their writes."""
-    if a.size == 0 or (a.max() < 2**31 - 1 and a.min() >= -(2**31)):
-        return a.astype(np.int32)
-    return a.astype(np.int64)
-
+        code, lang = walk(state, probs, rswitch, float(BUFFER_WINDOWS * S), key, S, need, num_samples,
+                          lengths, orders, id_first, *bufs.values())
+        if code == ref.NEED_EPOCH:  # an upsampled language: one more shuffled epoch
+            orders[lang] = np.concatenate([orders[lang], epoch(lang, n_epochs[lang])])
+            n_epochs[lang] += 1
+            continue
+        for name, k in (("piece_doc", ref.ST_OUTP), ("piece_lang", ref.ST_OUTP),
+                        ("cut_piece", ref.ST_OUTC), ("cut_off", ref.ST_OUTC),
+                        ("cut_len", ref.ST_OUTC), ("sample_piece", ref.ST_OUTS),
+                        ("sample_off", ref.ST_OUTS)):
+            sinks[name].add(bufs[name][: state[k]])
+        state[[ref.ST_OUTP, ref.ST_OUTC, ref.ST_OUTS]] = 0
+        if code == ref.DONE:
+            break
+        if progress is not None and time.time() - last > 10:
+            last = time.time()
+            progress(f"packing index: {state[ref.ST_POS] / need:.0%} of {need} tokens, "
+                     f"{time.time() - t0:.0f}s")
+    arrays = {n: s.array() for n, s in sinks.items()}
+    shuffle = np.arange(num_samples, dtype=np.int32 if _fits32(num_samples) else np.int64)
+    np.random.default_rng([seed, split_id, 3]).shuffle(shuffle)
+    if out_dir:
+        sink = _Sink(shuffle.dtype, path("shuffle"))
+        sink.add(shuffle)
+        shuffle = sink.array()
+    L = ref.ST_LANG
+    stats = {
+        "format": FORMAT_VERSION, "rho": rho, "rho_effective": rho_eff,
+        "switch_prob": [round(float(x), 6) for x in rswitch],
+        "boundaries": int(state[ref.ST_BOUND]), "forced_switches": int(state[ref.ST_FORCED]),
+        "free_boundaries": int(state[ref.ST_FREE]),
+        "free_switches": int(state[ref.ST_FREESW]), "cuts": int(state[ref.ST_CUTS]),
+        "pieces": int(state[ref.ST_PIECES]), "stream_tokens": int(state[ref.ST_POS]),
+        "tokens": [int(state[L + 3 * l + 2]) for l in range(n_lang)], "epochs": n_epochs,
+    }
+    return PackedIndex(**arrays, shuffle=shuffle, stats=stats)

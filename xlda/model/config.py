@@ -107,8 +107,10 @@ class ModelConfig:
                                     ("transformer_impl='transformer_engine'", self.transformer_impl == "transformer_engine"),
                                     ("fp8_format", self.fp8_format is not None)) if on]
         if needs_te and not te_available():
+            where = "" if torch.cuda.is_available() else " (flex cannot train on CPU: no backward)"
             bad(f"{', '.join(needs_te)} need Transformer Engine, which is not installed; use "
-                "attention_backend='thd', 'flex' or 'sdpa' with transformer_impl='local' and no fp8")
+                f"attention_backend='thd' or 'sdpa' (or 'flex' on a GPU{where}) with "
+                "transformer_impl='local' and no fp8")
         if self.recompute_granularity not in (None, "selective"):
             # megatron's full recompute saves attention_mask with save_for_backward, which takes
             # tensors only; MaskParams is not one.
@@ -254,6 +256,28 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @staticmethod
+    def weight_shaping(d: dict) -> dict:
+        """A ModelConfig dict with derived defaults filled in (``kv_channels: None`` ->
+        hidden/heads, ...) and without what does not shape the weights, so a recipe with nulls
+        and the resolved config a converter writes compare equal when they build the same model.
+        ``seq_length`` never shapes weights; ``max_position_embeddings`` only with learned
+        absolute positions (RoPE is built from the sequence length)."""
+        out = dict(d)
+        h, heads = out.get("hidden_size"), out.get("num_attention_heads")
+        fill = {"kv_channels": h // heads if h and heads else None,
+                "num_query_groups": heads,
+                "ffn_hidden_size": 4 * h if h else None,
+                "max_position_embeddings": out.get("seq_length"),
+                "mtp_num_layers": 0}
+        for key, value in fill.items():
+            if out.get(key) is None:
+                out[key] = value
+        out.pop("seq_length", None)
+        if out.get("position_embedding_type") != "learned_absolute":
+            out.pop("max_position_embeddings", None)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":

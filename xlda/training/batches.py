@@ -253,18 +253,20 @@ def build_run_datasets(run_config, log=print) -> RunDatasets:
     decay_start = (cfg.scheduler.lr_decay_iters or t.train_iters) - cfg.wsd_decay_iters()
     use_anneal = cfg.data.annealing and cfg.scheduler.lr_decay_style == "WSD"
     n_train = (decay_start if use_anneal else t.train_iters) * gbs
-    n_evals = (t.train_iters // t.eval_interval + 1) if t.eval_interval else 1
-    n_valid = t.eval_iters * gbs * n_evals if t.eval_iters else None
+    # Each evaluation reads the same first eval_iters global batches of the validation split
+    # (Trainer.evaluate restarts its stream), so that is all the index needs; the test split
+    # is never read (0: no index, and an empty test split of a language cannot stop the run).
+    n_valid = t.eval_iters * gbs if t.eval_iters else 0
     log(f"[xlda] building datasets: {'mock' if dcfg.mock else 'indexed'} data, languages "
         f"{list(dcfg.languages)}, seq {dcfg.sequence_length}, train samples {n_train}")
-    train, valid, _ = build_xlda_datasets(dcfg, num_samples=[max(n_train, gbs), n_valid, None])
+    train, valid, _ = build_xlda_datasets(dcfg, num_samples=[max(n_train, gbs), n_valid, 0])
     if train is None:
         raise ValueError(f"no training split: --split {cfg.data.split!r} gives it weight 0")
     annealing = None
     if use_anneal:
         acfg = annealing_dataset_config(cfg.data, tokenizer, t.seed, train)
         n_anneal = max(t.train_iters - decay_start, 1) * gbs
-        annealing, _, _ = build_xlda_datasets(acfg, num_samples=[n_anneal, None, None])
+        annealing, _, _ = build_xlda_datasets(acfg, num_samples=[n_anneal, 0, 0])
         log(f"[xlda] annealing blend: P(l) = " + ", ".join(
             f"{lang} {p:.3f}" for lang, p in zip(annealing.languages, annealing.probs)))
     return RunDatasets(tuple(train.languages), train, valid, annealing, cfg.model.vocab_size)

@@ -3,6 +3,7 @@ is the YAML recipe format (``examples/trillion7b/*.yaml``) and the CLI overrides
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -101,10 +102,41 @@ class DataConfig:
 def _strip_weights(items: list) -> list:
     items = [str(x) for x in items]
     if len(items) >= 2 and _is_number(items[0]):
-        if len(items) % 2:
-            raise ConfigError(f"--data-path {items}: weights and prefixes must come in pairs")
+        _check_pairs(items, "--data-path")
         return items[1::2]
     return items
+
+
+def _check_pairs(items: list, flag: str) -> None:
+    if len(items) % 2 or not all(_is_number(w) for w in items[0::2]) \
+            or any(_is_number(p) for p in items[1::2]):
+        raise ConfigError(f"{flag} {' '.join(items)}: Megatron's weighted form is "
+                          f"'weight prefix weight prefix ...'; weights and prefixes must come in pairs")
+    bad = [w for w in items[0::2] if not math.isfinite(float(w)) or float(w) < 0]
+    if bad:
+        raise ConfigError(f"{flag}: weights {bad} must be finite and >= 0")
+
+
+def has_weights(items: Optional[list]) -> bool:
+    """Whether a --data-path style list uses Megatron's weighted form."""
+    items = [str(x) for x in items or []]
+    return len(items) >= 2 and _is_number(items[0])
+
+
+def data_path_mixture(items: Optional[list]) -> Optional[dict]:
+    """Megatron's weighted ``--data-path w1 p1 w2 p2 ...`` as {lang: summed weight}; None when
+    the list has no weights. The weights are the language mixture: xlda packs by language."""
+    if not has_weights(items):
+        return None
+    items = [str(x) for x in items]
+    _check_pairs(items, "--data-path")
+    out: dict = {}
+    for w, prefix in zip(items[0::2], items[1::2]):
+        lang = language_of_prefix(prefix)
+        out[lang] = out.get(lang, 0.0) + float(w)
+    if sum(out.values()) <= 0:
+        raise ConfigError(f"--data-path {' '.join(items)}: all weights are 0")
+    return out
 
 
 def _is_number(s: str) -> bool:
@@ -113,6 +145,26 @@ def _is_number(s: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def parse_split(split: str) -> list[float]:
+    """Megatron's ``--split`` (``"969,30,1"``, ``"98,2"``, ``"100"``; "," or "/") as three
+    shares; missing shares are 0, as Megatron pads them. Refuses what Megatron would mis-read."""
+    text = str(split)
+    parts = [p.strip() for p in text.replace("/", ",").split(",")]
+    try:
+        shares = [float(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"--split {text!r}: expected up to three comma-separated numbers "
+                          f"(train,valid,test), e.g. 969,30,1") from None
+    if len(shares) > 3:
+        raise ConfigError(f"--split {text!r}: at most three shares (train,valid,test)")
+    if any(not math.isfinite(x) or x < 0 for x in shares):
+        raise ConfigError(f"--split {text!r}: shares must be finite and >= 0")
+    shares += [0.0] * (3 - len(shares))
+    if shares[0] <= 0:
+        raise ConfigError(f"--split {text!r}: the training share (first number) must be > 0")
+    return shares
 
 
 def language_of_prefix(prefix: str) -> str:
@@ -195,6 +247,7 @@ class CheckpointConfig:
     ckpt_format: str = "torch_dist"
     finetune: bool = False
     exit_on_signal: bool = True
+    verify_checkpoint: bool = True  # check the files' recorded sha256 before loading
 
 
 @dataclass
@@ -309,7 +362,39 @@ class RunConfig:
             raise ConfigError("--xlda-max-kv-expansion must be >= 1 (1.0 = document attention)")
         if not self.data.mock and not self.data.language_paths():
             raise ConfigError("no training data: pass --data-path / data.paths, or --mock-data")
+        self._validate_data()
         return self
+
+    def _validate_data(self) -> None:
+        d, m, t = self.data, self.model, self.training
+        if d.seq_length < 2:
+            raise ConfigError(f"--seq-length must be >= 2 (every sample packs documents of >= 2 "
+                              f"languages), got {d.seq_length}")
+        if has_weights(d.data_path):
+            raise ConfigError(
+                f"data.data_path {d.data_path} has Megatron weights, which xlda does not apply "
+                "per prefix: give them to pretrain_trillion.py --data-path (it maps them onto "
+                "the language mixture) or set data.xlda_alpha 0 and data.xlda_beta instead")
+        bad = {k: v for k, v in (d.xlda_beta or {}).items()
+               if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0}
+        if bad:
+            raise ConfigError(f"--xlda-beta {bad}: weights must be finite numbers >= 0")
+        if not 0.0 <= d.xlda_alpha <= 1.0 or not math.isfinite(d.xlda_alpha):
+            raise ConfigError(f"--xlda-alpha must be in [0, 1], got {d.xlda_alpha}")
+        if not 0.0 < d.xlda_rho <= 1.0:
+            raise ConfigError(f"--xlda-rho must be in (0, 1] (the per-document language switch "
+                              f"probability), got {d.xlda_rho}")
+        shares = parse_split(d.split)
+        if t.eval_iters and t.eval_interval and shares[1] == 0 and not d.mock:
+            raise ConfigError(
+                f"--split {d.split} leaves no validation data but --eval-interval "
+                f"{t.eval_interval} --eval-iters {t.eval_iters} ask for evaluation; give the "
+                "second share a weight, or pass --eval-iters 0")
+        if d.reset_position_ids and m.position_embedding_type == "rope":
+            raise ConfigError(
+                "--reset-position-ids has no effect with RoPE (megatron-core builds the rotary "
+                "embedding from the sequence length, not from position ids): drop it, or use "
+                "--position-embedding-type learned_absolute")
 
     def wsd_decay_iters(self) -> int:
         s = self.scheduler

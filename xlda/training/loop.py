@@ -21,7 +21,8 @@ from xlda.training.wsd import AnnealingSwitch, build_scheduler
 
 
 class TrainingDivergedError(RuntimeError):
-    """Loss became NaN/inf; the message names the iteration and the last good checkpoint."""
+    """Loss or grad norm became NaN/inf; the message names the iteration and the last good
+    checkpoint."""
 
 
 @dataclass
@@ -142,6 +143,7 @@ class Trainer:
             cfg.logging, self.flops_model, self.world, self.rank, print_fn=self.print,
             jsonl_path=str(Path(run_dir) / "metrics.jsonl") if run_dir else None)
         self.iteration = 0
+        self._saved_iteration = None  # the iteration whose checkpoint is on disk
         self._load()
         self._write_run_config()
         return self
@@ -183,8 +185,11 @@ class Trainer:
         save_dir = self.cfg.checkpoint.save
         if not save_dir:
             return
+        if self._saved_iteration == self.iteration:
+            return  # already on disk (save interval, then a signal or the end at this iteration)
         ck.save_checkpoint(save_dir, self.iteration, self.model_chunks, self.optimizer,
                            self.scheduler, self._extra_state(), self.cfg)
+        self._saved_iteration = self.iteration
         self.log0(f"[xlda] saved checkpoint iter {self.iteration} to {save_dir}")
 
     def _load(self):
@@ -193,16 +198,26 @@ class Trainer:
             return
         ck = self._ckpt_module()
         finetune = self.cfg.checkpoint.finetune
+        if not finetune and ck.has_optimizer_state(load_dir) is False:
+            # A converted checkpoint (model only): what --finetune does, said in one line.
+            finetune = True
+            self.log0(f"[xlda] {load_dir} holds no optimizer state (a converted checkpoint?): "
+                      "loading weights only, starting at iteration 0 with a fresh optimizer")
         out = ck.load_checkpoint(load_dir, self.model_chunks, self.optimizer,
                                  None if finetune else self.scheduler,
-                                 run_config=self.cfg, load_optimizer=not finetune)
+                                 run_config=self.cfg, load_optimizer=not finetune,
+                                 verify=self.cfg.checkpoint.verify_checkpoint)
         if out is None:
             self.log0(f"[xlda] no checkpoint in {load_dir}; starting from scratch")
             return
         self.iteration, extra = out
+        if self.cfg.checkpoint.save and Path(self.cfg.checkpoint.save).resolve() == Path(
+                load_dir).resolve():
+            self._saved_iteration = self.iteration  # resuming in place: never re-save it
         if finetune:  # weights only: fresh iteration count, data position and schedule
             self.iteration = 0
-            self.log0(f"[xlda] --finetune: loaded weights from {load_dir}, starting at 0")
+            if self.cfg.checkpoint.finetune:
+                self.log0(f"[xlda] --finetune: loaded weights from {load_dir}, starting at 0")
             return
         self.data.load_state_dict(extra["data"])
         self.switch.load_state_dict(extra["annealing"])
@@ -382,7 +397,11 @@ class Trainer:
     def _train(self, signals) -> TrainResult:
         cfg, t = self.cfg, self.cfg.training
         result = TrainResult(self.iteration, "finished")
-        self.log0(f"[xlda] training: iterations {self.iteration + 1}..{t.train_iters}, "
+        stop, why = t.train_iters, ""
+        if t.exit_interval and (self.iteration // t.exit_interval + 1) * t.exit_interval < stop:
+            stop = (self.iteration // t.exit_interval + 1) * t.exit_interval
+            why = f" of {t.train_iters} (--exit-interval {t.exit_interval} stops at {stop})"
+        self.log0(f"[xlda] training: iterations {self.iteration + 1}..{stop}{why}, "
                   f"global batch {t.global_batch_size} = {self.num_microbatches} micro-batches x "
                   f"{t.micro_batch_size} x DP {self.dp_size}, world {self.world}")
         for c in self.model_chunks:
@@ -395,10 +414,16 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             step = self.train_step()
             self.iteration += 1
-            loss = step["lm loss"]
-            if not math.isfinite(loss):
+            loss, gnorm = step["lm loss"], step["grad_norm"]
+            # Checked before any save: a non-finite grad norm means this update already spoiled
+            # the weights. Skipped iterations (fp16 loss-scale overflow: nothing applied, grad
+            # norm None) are Megatron's normal behaviour and pass.
+            bad = [f"loss is {loss}"] if not math.isfinite(loss) else []
+            if not step["skipped"] and gnorm is not None and not math.isfinite(gnorm):
+                bad.append(f"grad norm is {gnorm}")
+            if bad:
                 raise TrainingDivergedError(
-                    f"loss is {loss} at iteration {self.iteration}; last good checkpoint: "
+                    f"{' and '.join(bad)} at iteration {self.iteration}; last good checkpoint: "
                     f"{self.last_checkpoint()}. Resume from it with a lower --lr or check the "
                     f"data around consumed sample {self.data.consumed_samples}")
             losses = {"lm loss": loss}

@@ -290,18 +290,33 @@ def main(argv=None) -> int:
 
     from xlda.model import ModelConfig
 
-    p = argparse.ArgumentParser(description="Per-GPU memory plan of a training layout.")
+    p = argparse.ArgumentParser(
+        description="Per-GPU memory plan of a training layout (an estimate; formulas in "
+                    "xlda/training/memory_plan.py). The world is --num-nodes x --gpus-per-node "
+                    "GPUs (default 1 x 8); data-parallel size = world / (TP x PP). Unset layout "
+                    "flags come from the recipe, else the defaults shown.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
     p.add_argument("--config", required=True, help="run recipe YAML (examples/trillion7b/*.yaml)")
-    p.add_argument("--tensor-model-parallel-size", type=int)
-    p.add_argument("--pipeline-model-parallel-size", type=int)
-    p.add_argument("--num-nodes", type=int, default=1)
-    p.add_argument("--gpus-per-node", type=int, default=8)
-    p.add_argument("--micro-batch-size", type=int)
-    p.add_argument("--seq-length", type=int)
-    p.add_argument("--recompute-granularity", choices=["none", "selective", "full"])
-    p.add_argument("--use-distributed-optimizer", action=argparse.BooleanOptionalAction)
-    p.add_argument("--sequence-parallel", action=argparse.BooleanOptionalAction)
-    p.add_argument("--gpu-memory-gb", type=float, default=80.0)
+    p.add_argument("--tensor-model-parallel-size", type=int,
+                   help="Degree of tensor model parallelism (None: the recipe's, else 1).")
+    p.add_argument("--pipeline-model-parallel-size", type=int,
+                   help="Degree of pipeline model parallelism (None: the recipe's, else 1).")
+    p.add_argument("--num-nodes", type=int, default=1, help="Number of nodes.")
+    p.add_argument("--gpus-per-node", type=int, default=8,
+                   help="GPUs per node; the world is num-nodes x this.")
+    p.add_argument("--micro-batch-size", type=int,
+                   help="Batch size per model instance (None: the recipe's, else 1).")
+    p.add_argument("--seq-length", type=int, help="Sequence length (None: the recipe's).")
+    p.add_argument("--recompute-granularity", choices=["none", "selective", "full"],
+                   help="Activation recomputation (None: the recipe's; selective = MLP, as the "
+                        "trainer).")
+    p.add_argument("--use-distributed-optimizer", action=argparse.BooleanOptionalAction,
+                   help="Shard optimizer state over data-parallel ranks (None: the recipe's, "
+                        "else on).")
+    p.add_argument("--sequence-parallel", action=argparse.BooleanOptionalAction,
+                   help="Enable sequence parallel optimization (None: the recipe's, else off).")
+    p.add_argument("--gpu-memory-gb", type=float, default=80.0,
+                   help="Memory of one GPU in GB (80: H100/A100 80GB).")
     p.add_argument("--attention-backend", choices=["sdpa", "thd", "flex", "te"],
                    help="default: the recipe's")
     p.add_argument("--kv-expansion", type=float,

@@ -1,0 +1,53 @@
+"""tools/build_packing_index.py builds the indices the trainer then opens from the cache; the
+validation index is sized for what evaluation reads."""
+import numpy as np
+
+from tests.data.fixtures import train_test_tokenizer
+from tests.data.test_dataset import EOD, write_indexed
+from xlda.cli.build_index import main
+from xlda.data.index_cache import BUILD_COUNTER
+
+
+def _data(tmp_path):
+    rng = np.random.default_rng(0)
+    prefixes = []
+    for lang, base in (("en", 100), ("ko", 200), ("ja", 300), ("zh", 400)):
+        docs = [list(rng.integers(base, base + 99, size=rng.integers(5, 60))) + [EOD]
+                for _ in range(150)]
+        prefixes.append(write_indexed(tmp_path / f"lo_{lang}_text_document", docs))
+    return prefixes
+
+
+def _flags(tmp_path, prefixes):
+    tok = tmp_path / "tokenizer.json"
+    if not tok.exists():
+        train_test_tokenizer(tmp_path, vocab_size=600, docs_per_lang=20)
+    return ["--config", "examples/trillion7b/tiny.yaml", "--data-path", *prefixes,
+            "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", str(tok),
+            "--seq-length", "64", "--micro-batch-size", "2", "--global-batch-size", "4",
+            "--train-iters", "10", "--eval-interval", "5", "--eval-iters", "3",
+            "--split", "90,10,0", "--no-annealing"]
+
+
+def test_prebuilt_indices_are_what_the_trainer_opens(tmp_path, capsys, corpus):
+    prefixes = _data(tmp_path)
+    before = BUILD_COUNTER["builds"]
+    assert main(_flags(tmp_path, prefixes) + ["--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "train: 40 samples" in out and "valid: 12 samples" in out  # 3 iters x 4 (not x 3 evals)
+    assert out.count("verify: ok") == 2
+    built = BUILD_COUNTER["builds"] - before
+    assert built == 2  # train and valid; test is never read, so never built
+
+    from xlda.cli.pretrain import resolve
+    from xlda.training.batches import build_run_datasets
+
+    cfg, _ = resolve(_flags(tmp_path, prefixes))
+    ds = build_run_datasets(cfg, log=lambda *a: None)
+    assert BUILD_COUNTER["builds"] - before == built  # opened from the cache
+    assert len(ds.train) == 40 and len(ds.valid) == 12
+
+
+def test_bad_flags_exit_2(tmp_path, capsys):
+    assert main(["--config", "examples/trillion7b/tiny.yaml", "--seq-lenght", "3"]) == 2
+    assert "build_packing_index: error" in capsys.readouterr().err

@@ -1,0 +1,68 @@
+"""Build (and check) the XLDA packing indices of a run ahead of the job.
+
+Takes the trainer's flags (`--config` + Megatron-style overrides, exactly as
+pretrain_trillion.py) and builds the train, validation and annealing indices the trainer will
+open, sized as the trainer sizes them, into the cache next to the data (or --data-cache-path).
+Meant as a CPU step before the GPU job (examples/trillion7b/build_index.sbatch): the job then
+opens cached indices in seconds instead of waiting on rank 0.
+
+    python tools/build_packing_index.py --config examples/trillion7b/trillion_7b.yaml \
+        --data-path ... [--verify]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+from typing import Optional, Sequence
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    warnings.filterwarnings("ignore", message=".*(Transformer Engine|Apex).*")
+    own = argparse.ArgumentParser(
+        prog="build_packing_index.py", allow_abbrev=False, add_help=False,
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    own.add_argument("--verify", action="store_true",
+                     help="also verify every cached array's full CRC32 (default: sizes, and "
+                          "whole checksums only for arrays up to 256 MiB)")
+    own.add_argument("-h", "--help", action="store_true")
+    args, rest = own.parse_known_args(argv)
+    if args.help:
+        own.print_help()
+        print("\nAll other flags are pretrain_trillion.py's (see its --help).")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="[xlda] %(message)s", stream=sys.stdout)
+    from xlda.cli.pretrain import resolve
+    from xlda.data.index_cache import cache_path, verify
+    from xlda.training.batches import build_run_datasets
+    from xlda.training.config import ConfigError
+
+    try:
+        cfg, _ = resolve(rest)
+    except (ConfigError, ValueError) as e:
+        print(f"build_packing_index: error: {e}", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    ds = build_run_datasets(cfg, log=print)
+    bad = 0
+    for name, d in (("train", ds.train), ("valid", ds.valid), ("annealing", ds.annealing)):
+        if d is None or d.index is None:
+            continue
+        from xlda.data.dataset import index_cache_dir
+
+        where = cache_path(index_cache_dir(d.config), d.cache_base)
+        s = d.index.stats
+        line = (f"{name}: {len(d)} samples, {where}; rho {s.get('rho')} (effective "
+                f"{s.get('rho_effective', 0):.3f}), forced switches "
+                f"{s.get('forced_switches', 0) / max(s.get('boundaries', 1), 1):.3f} of "
+                f"boundaries, cuts {s.get('cuts', 0) / max(len(d), 1):.3f} per sample")
+        if args.verify and os.path.isdir(where):
+            problem = verify(where, full=True)
+            bad += problem is not None
+            line += f"; verify: {problem or 'ok'}"
+        print(line)
+    print(f"done in {time.time() - t0:.1f}s")
+    return 1 if bad else 0

@@ -1,0 +1,128 @@
+"""tools/curate.py: raw JSONL/Parquet shards -> per-language curated shards + manifest.json."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from xlda.curate.classifier import ClassifierConfig
+from xlda.curate.config import EXECUTORS, OUTPUT_FORMATS, CurateConfig, CurateError, parse_lang_fractions
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="curate.py",
+        description="Curate raw shards on datatrove: language ID, per-language Gopher/FineWeb "
+        "filters, exact + MinHash dedup, quality score and the annealing top-fraction cut. "
+        "Writes <output-dir>/<lang>/*.jsonl.gz (or .parquet), <output-dir>/anneal/<lang>/ and "
+        "<output-dir>/manifest.json (last, when everything is complete).")
+    g = p.add_argument_group("input")
+    g.add_argument("--input", nargs="+", required=True,
+                   help="JSONL (.jsonl, .gz, .zst) or Parquet files or globs")
+    g.add_argument("--text-key", default="text")
+    g.add_argument("--id-key", default="id", help="document id field (absent: file:line)")
+    g.add_argument("--languages", default="en,ko,ja,zh", help="comma-separated languages to keep")
+    g.add_argument("--lang-id", choices=("script", "lingua"), default="script",
+                   help="offline language identifier (xlda.data.lang_id)")
+    g.add_argument("--language-config-dir", default=None,
+                   help="directory of <lang>.yaml filter/dedup configs (default: xlda/curate/configs)")
+    g = p.add_argument_group("quality score and annealing")
+    g.add_argument("--score-field", default=None, help="numeric field already in the data (e.g. score)")
+    g.add_argument("--quality-model", default=None,
+                   help="fastText classifier (tools/train_quality_classifier.py)")
+    g.add_argument("--quality-label", default="__label__hq", help="the model's positive label")
+    g.add_argument("--anneal-top", default=None,
+                   help="top fraction per language for the annealing subset, e.g. en=0.2,ko=0.1,ja=0.1,zh=0.1")
+    g = p.add_argument_group("output")
+    g.add_argument("--output-dir", required=True)
+    g.add_argument("--output-format", choices=OUTPUT_FORMATS, default="jsonl")
+    g.add_argument("--strict", action="store_true",
+                   help="any malformed record is an error (nothing is published)")
+    g.add_argument("--max-reject-examples", type=int, default=5)
+    g = p.add_argument_group("execution (datatrove)")
+    g.add_argument("--executor", choices=EXECUTORS, default="local")
+    g.add_argument("--tasks", type=int, default=0, help="tasks of the read/filter stage (0: one per file)")
+    g.add_argument("--workers", type=int, default=-1, help="local: parallel processes (-1: CPU count)")
+    g.add_argument("--partition", default=None, help="SLURM partition")
+    g.add_argument("--time", default="04:00:00", help="SLURM time limit per task")
+    g.add_argument("--cpus-per-task", type=int, default=1)
+    g.add_argument("--mem-per-cpu-gb", type=int, default=2)
+    g.add_argument("--job-name", default="xlda-curate")
+    g.add_argument("--tasks-per-job", type=int, default=1,
+                   help="SLURM: ranks each array element runs in turn (fewer, longer jobs)")
+    g.add_argument("--env-command", default=None,
+                   help="shell line run before each SLURM task (default: this Python's PATH + this checkout)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = CurateConfig(
+            inputs=args.input, output_dir=args.output_dir,
+            languages=tuple(x.strip() for x in args.languages.split(",") if x.strip()),
+            lang_id=args.lang_id, text_key=args.text_key, id_key=args.id_key,
+            output_format=args.output_format, language_config_dir=args.language_config_dir,
+            score_field=args.score_field, quality_model=args.quality_model,
+            quality_label=args.quality_label, anneal_top=parse_lang_fractions(args.anneal_top),
+            strict=args.strict, max_examples=args.max_reject_examples, executor=args.executor,
+            tasks=args.tasks, workers=args.workers, partition=args.partition, time=args.time,
+            cpus_per_task=args.cpus_per_task, mem_per_cpu_gb=args.mem_per_cpu_gb,
+            job_name=args.job_name, env_command=args.env_command,
+            tasks_per_job=args.tasks_per_job)
+        manifest = cfg.build().run()
+    except CurateError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if manifest is None:
+        print(f"[curate] SLURM jobs submitted; {args.output_dir}/manifest.json appears when the "
+              "last (publish) job completes. Rerun the same command to resubmit failed tasks only.")
+        return 0
+    print(summary(manifest))
+    return 0
+
+
+def summary(m: dict) -> str:
+    lines = ["[curate] documents kept per language (dropped by reason):"]
+    for lang, e in m["languages"].items():
+        a = e.get("anneal")
+        ann = f", annealing {a['documents']}/{a['of']} (top {a['fraction']})" if a else ""
+        lines.append(f"  {lang}: {e['documents']}{ann}  {json.dumps(e['dropped'], ensure_ascii=False)}")
+    if m["rejected"]:
+        lines.append(f"  malformed records: {json.dumps(m['rejected'])}")
+    return "\n".join(lines)
+
+
+TRAIN_DOC = """Train a fastText quality classifier from positive and negative JSONL for tools/curate.py
+--quality-model. Example:
+
+    python tools/train_quality_classifier.py --positive good.jsonl.gz --negative web.jsonl.gz \
+        --output out/quality.bin
+"""
+
+
+def train_classifier_main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="train_quality_classifier.py", description=TRAIN_DOC,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--positive", nargs="+", required=True, help="JSONL(.gz/.zst) of high-quality documents")
+    p.add_argument("--negative", nargs="+", required=True, help="JSONL(.gz/.zst) of low-quality documents")
+    p.add_argument("--output", required=True, help="model file (.bin)")
+    p.add_argument("--text-key", default="text")
+    p.add_argument("--label", default="__label__hq", help="positive label (curate.py --quality-label)")
+    p.add_argument("--epoch", type=int, default=5)
+    p.add_argument("--lr", type=float, default=0.5)
+    p.add_argument("--word-ngrams", type=int, default=2)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--valid-fraction", type=float, default=0.1)
+    a = p.parse_args(argv)
+    try:
+        r = ClassifierConfig(positive=a.positive, negative=a.negative, output=a.output,
+                             text_key=a.text_key, label=a.label, epoch=a.epoch, lr=a.lr,
+                             word_ngrams=a.word_ngrams, dim=a.dim, seed=a.seed,
+                             valid_fraction=a.valid_fraction).build().run()
+    except CurateError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(r))
+    return 0
