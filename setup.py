@@ -4,7 +4,13 @@ Metadata lives here (not only in pyproject) so `pip install -e .` works with old
 torch and megatron-core are ranges: clusters bring their own CUDA torch; CI pins the CPU
 build through constraints-cpu.txt.
 """
+import os
+
 from setuptools import Extension, find_packages, setup
+
+# XLDA_PURE_PYTHON=1 builds a py3-none-any wheel without the C kernel (benchmarks/
+# prepare_wheels.sh: a wheel for another Python version / an offline GPU machine).
+PURE = os.environ.get("XLDA_PURE_PYTHON") == "1"
 
 setup(
     name="xlda",
@@ -15,7 +21,7 @@ setup(
     # The packing walk in C (plain Python C API). Optional: without a compiler its
     # bit-identical Python twin runs instead (xlda/data/packing_ref.py; fine for small data,
     # far too slow for a real corpus). No FMA contraction: results must match Python's floats.
-    ext_modules=[
+    ext_modules=[] if PURE else [
         Extension("xlda.data._packing_kernel", ["xlda/data/_packing_kernel.c"], optional=True,
                   extra_compile_args=["-O2", "-ffp-contract=off"])
     ],

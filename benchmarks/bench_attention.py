@@ -6,7 +6,10 @@ Prints, per sequence length, time(executor) / time(SDPA is_causal=True) measured
   flex         flex_attention with the cached BlockMask (compiled when it compiles, else eager)
   thd-<kernel> the THD decomposition with a fused varlen kernel (CUDA: flash_attn / torch varlen_attn)
   index-build  build_thd_layout (pure index math, once per micro-batch)
-  blockmask    create_block_mask (once per micro-batch)
+  blockmask    the flex BlockMask build (xlda.attention.flex, once per micro-batch)
+With --blockmask-only: the flex BlockMask build time and peak memory per S (each in a fresh
+process), xlda's block-count builder vs torch's create_block_mask (eager: it materialises the
+dense B x S x S mask), e.g. --blockmask-only --seq 4096 16384 --batch 1.
 Then the K/V expansion / FLOPs ratio of packed samples: through xlda.data's real packer on
 documents whose lengths come from ../shared/corpus (tokens ~ chars/3), or, if xlda.data is not
 importable, from a synthetic packer drawing documents from the same length distribution.
@@ -99,9 +102,7 @@ def timeit(fn, device, reps=3, warmup=1):
 
 
 def bench_attention(S, B, H, D, lengths, device, dtype, backward, reps):
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-
-    from xlda.attention.flex import mask_mod_for
+    from torch.nn.attention.flex_attention import flex_attention
 
     doc, lang = layouts(S, B, lengths)
     doc, lang = doc.to(device), lang.to(device)
@@ -147,12 +148,90 @@ def bench_attention(S, B, H, D, lengths, device, dtype, backward, reps):
     else:
         res[f"flex-{kind}"] = timeit(run(lambda: flex_fn(q, k, v, block_mask=bm)), device, reps) / base
     res["index-build"] = timeit(lambda: build_thd_layout(doc, lang, "xlda"), device, reps) / base
-    mm = mask_mod_for(doc, lang, "xlda")
-    res["blockmask"] = timeit(lambda: create_block_mask(mm, B, None, S, S, device=device), device, reps) / base
+    res["blockmask"] = timeit(lambda: MaskParams(doc, lang, "xlda").block_mask(), device, reps) / base
     res["kv-expansion"] = layout.expansion_ratio
     res["flops-ratio"] = layout.flops_ratio
     res["segments/row"] = layout.num_segments / B
     return res
+
+
+def _blockmask_child(S, B, which, device, reps, conn):
+    """In a fresh process: build time (best of reps) and peak memory above the baseline."""
+    warnings.filterwarnings("ignore")
+    dev = torch.device(device)
+
+    def peak_rss() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def build():
+        if which == "xlda":
+            return MaskParams(doc, lang, "xlda").block_mask()
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        from xlda.attention.flex import mask_mod_for
+
+        n = doc.shape[1]
+        return create_block_mask(mask_mod_for(doc, lang, "xlda"), B, None, n, n, device=dev)
+
+    lengths = corpus_lengths_cached()
+    doc, lang = (t.to(dev) for t in layouts(256, B, lengths))
+    build()  # loads the modules; small enough to leave the allocator's high-water mark alone
+    doc, lang = (t.to(dev) for t in layouts(S, B, lengths))
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        build()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        except OSError:
+            pass
+        base = peak_rss()
+        build()
+        peak = peak_rss() - base
+    t = timeit(build, dev, reps=reps, warmup=0)
+    conn.send((t, peak))
+
+
+_LENGTHS = None
+
+
+def corpus_lengths_cached():
+    global _LENGTHS
+    if _LENGTHS is None:
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            _LENGTHS = corpus_lengths()
+    return _LENGTHS
+
+
+def bench_blockmask(seqs, B, device, reps, include_create: bool = True):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    print(f"flex BlockMask build, xlda mask, B={B}, device {device} (time: best of {reps}; "
+          "peak: memory above the process's baseline during one build)")
+    for S in seqs:
+        row = []
+        for which in (("xlda", "create_block_mask") if include_create else ("xlda",)):
+            a, b = ctx.Pipe()
+            p = ctx.Process(target=_blockmask_child, args=(S, B, which, device, reps, b))
+            p.start()
+            p.join()
+            if not a.poll():
+                row.append(f"{which} failed (exit code {p.exitcode})")
+                continue
+            t, peak = a.recv()
+            row.append(f"{which} {t * 1e3:.1f} ms, peak +{peak / 2**20:.0f} MiB")
+        print(f"  S={S}: " + " | ".join(row), flush=True)
 
 
 def packed_with_xlda_data(S, lengths, samples):
@@ -208,7 +287,14 @@ def main(argv=None):
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default=None, help="default: bfloat16 on cuda, float32 on cpu")
     ap.add_argument("--skip-packing", action="store_true")
+    ap.add_argument("--blockmask-only", action="store_true",
+                    help="only the flex BlockMask build time/peak memory (xlda vs create_block_mask)")
+    ap.add_argument("--no-create-block-mask", action="store_true",
+                    help="with --blockmask-only: skip torch's dense create_block_mask baseline")
     args = ap.parse_args(argv)
+    if args.blockmask_only:
+        bench_blockmask(args.seq, args.batch, args.device, args.reps, not args.no_create_block_mask)
+        return
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
     lengths = corpus_lengths()

@@ -69,3 +69,79 @@ def test_compiled_flex_does_not_recompile_per_micro_batch():
             torch._dynamo.config.error_on_recompile = True
     finally:
         torch._dynamo.config.error_on_recompile = old
+
+
+def _blocks(bm):
+    return [t.tolist() for t in (bm.kv_num_blocks, bm.kv_indices, bm.full_kv_num_blocks,
+                                 bm.full_kv_indices, bm.q_num_blocks, bm.q_indices,
+                                 bm.full_q_num_blocks, bm.full_q_indices)]
+
+
+def _reference_blocks(doc, lang, mode, block):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    from xlda.attention.flex import mask_mod_for
+
+    S = doc.shape[1]  # create_block_mask materialises the dense mask: the oracle here
+    return create_block_mask(mask_mod_for(doc, lang, mode), doc.shape[0], None, S, S,
+                             device="cpu", BLOCK_SIZE=block)
+
+
+@pytest.mark.parametrize("mode", ["xlda", "document", "causal"])
+@pytest.mark.parametrize("name", list(NAMED))
+def test_block_structure_equals_create_block_mask(name, mode):
+    from xlda.attention.flex import build_block_mask
+
+    doc, lang = named(name)
+    for block in (2, 4, 5, 16):  # 5: a padded tail block
+        ours = build_block_mask(MaskParams(doc, lang, mode), 16, 16, block=block)
+        assert _blocks(ours) == _blocks(_reference_blocks(doc, lang, mode, block)), block
+        assert ours.BLOCK_SIZE == (block, block) and ours.seq_lengths == (16, 16)
+
+
+def test_block_structure_hand_built():
+    from xlda.attention.flex import block_structure
+
+    # en 4 | ko 4 | en 4 | ko 4, blocks of 4: block j is document j
+    doc, lang = batch(*[(torch.arange(16, dtype=torch.int32) // 4, torch.tensor([0, 1] * 2).repeat_interleave(4).int())])
+    partial, full = block_structure(doc, lang, "xlda", 4)
+    # a document sees the other language's earlier documents in full, its own language's never
+    assert full[0, 0].int().tolist() == [[0, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [1, 0, 1, 0]]
+    assert partial[0, 0].int().tolist() == [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), S=st.integers(1, 70), block=st.sampled_from([1, 3, 8, 16]),
+       mode=st.sampled_from(["xlda", "document", "causal"]), B=st.integers(1, 3))
+def test_block_structure_random_equals_create_block_mask(seed, S, block, mode, B):
+    from xlda.attention.flex import build_block_mask
+
+    g = torch.Generator().manual_seed(seed)
+    doc, lang = batch(*[random_row(S, g, max_doc=10) for _ in range(B)])
+    ours = build_block_mask(MaskParams(doc, lang, mode), S, S, block=block)
+    assert _blocks(ours) == _blocks(_reference_blocks(doc, lang, mode, block))
+
+
+def test_block_mask_rejects_ids_outside_the_contract():
+    from xlda.attention.flex import build_block_mask
+
+    doc = torch.tensor([[0, 0, 9, 9]], dtype=torch.int32)
+    with pytest.raises(ValueError, match=r"doc_ids must lie in \[0, 4\)"):
+        build_block_mask(MaskParams(doc, torch.zeros_like(doc)), 4, 4)
+    with pytest.raises(ValueError, match="must equal the sequence length 4"):
+        build_block_mask(MaskParams(doc.clamp(max=1), torch.zeros_like(doc)), 4, 8)
+
+
+@pytest.mark.parametrize("mode", ["xlda", "document"])
+def test_block_structure_with_resumed_documents(mode):
+    from xlda.attention.flex import build_block_mask
+
+    # doc 0 (en) is cut by doc 1 (ko) and resumed: its second piece sees its first piece
+    runs = [(0, 20), (1, 12), (0, 9), (2, 15), (1, 8)]
+    doc = torch.cat([torch.full((n,), d, dtype=torch.int32) for d, n in runs])[None]
+    lang = torch.tensor([0, 1, 2], dtype=torch.int32)[doc.long()]
+    ours = build_block_mask(MaskParams(doc, lang, mode), 64, 64, block=8)
+    assert _blocks(ours) == _blocks(_reference_blocks(doc, lang, mode, 8))

@@ -73,7 +73,7 @@ class XLDACoreAttention(MegatronModule):
 
             self.te_attn = build_te_attention(
                 self.heads, self.head_dim, self.kv_heads, self.dropout_p, self.softmax_scale,
-                self.layer_number,
+                self.layer_number, sequence_parallel=config.sequence_parallel,
             )
 
     # -- helpers -------------------------------------------------------------------------------
@@ -162,7 +162,9 @@ class XLDACoreAttention(MegatronModule):
                     f"input [batch={B}, seq={S}] (with sequence packing, doc_ids/lang_ids must be "
                     "[micro_batch_size, seq_length])"
                 )
-            if self.backend == "sdpa":
+            if self.backend == "sdpa" and attention_mask.mode == "causal":
+                out = self._sdpa(query, key, value, None, is_causal=True)  # the flash path
+            elif self.backend == "sdpa":
                 out = self._sdpa(query, key, value, attention_mask.dense()[:, None], is_causal=False)
             elif self.backend == "thd":
                 out = self._thd(query, key, value, attention_mask)

@@ -17,6 +17,7 @@ earlier than every query of the document. ``document`` mode: kv set = the docume
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +35,19 @@ class ThdLayout:
     num_tokens: int  # T = B*S
     attended_pairs: int  # visible (q, k) pairs: sum over segments of n*(L-n) + n(n+1)/2
     causal_pairs: int  # B * S(S+1)/2, what plain causal attention computes
+
+    _TENSORS = ("cu_seqlens_q", "cu_seqlens_kv", "kv_index")
+
+    def _map(self, fn) -> "ThdLayout":
+        return dataclasses.replace(self, **{k: fn(getattr(self, k)) for k in self._TENSORS})
+
+    def to(self, device, non_blocking: bool = False) -> "ThdLayout":
+        """The layout on ``device`` (built on the CPU by the loader workers, copied once)."""
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> "ThdLayout":
+        """Called by the DataLoader's pin-memory thread, so the copy to the GPU is asynchronous."""
+        return self._map(lambda t: t.pin_memory())
 
     @property
     def num_segments(self) -> int:

@@ -154,6 +154,8 @@ FLAGS: dict[str, dict] = {
     "--annealing-multilingual-multiplier": dict(section="data", type=float),
     "--no-annealing": _bool_flag("data", "annealing", False),
     "--reset-position-ids": _bool_flag("data", "reset_position_ids"),
+    "--num-workers": dict(section="data", type=int,
+                          help="DataLoader worker processes per rank (Megatron-LM's flag; 0 = load in the trainer)"),
     # both the model's and the data's sequence length
     "--seq-length": dict(section="seq", type=int),
 }

@@ -97,6 +97,10 @@ class ModelConfig:
             bad("bf16 and fp16 are exclusive")
         if self.attention_backend == "flex" and self.attention_dropout > 0:
             bad("attention_backend='flex' has no attention dropout; set attention_dropout=0.0")
+        if self.fp8_format is not None and self.transformer_impl == "local":
+            # local linears ignore FP8: the run would train in BF16 and say nothing.
+            bad(f"fp8_format={self.fp8_format!r} needs Transformer Engine linears; local linears "
+                "ignore FP8. Use --transformer-impl transformer_engine (or drop --fp8-format)")
         from xlda.attention.te import te_available
 
         needs_te = [n for n, on in (("attention_backend='te'", self.attention_backend == "te"),
@@ -119,6 +123,8 @@ class ModelConfig:
         import torch.nn.functional as F
         from megatron.core import parallel_state as ps
         from megatron.core.transformer.transformer_config import TransformerConfig
+
+        from xlda.model.fusions import fusion_flags
 
         self.validate()
         init = ps.model_parallel_is_initialized()
@@ -162,15 +168,17 @@ class ModelConfig:
             mtp_num_layers=self.mtp_layers or None,
             mtp_loss_scaling_factor=self.mtp_loss_scaling_factor,
             attention_softmax_in_fp32=True,
-            # fusions off: the local path runs on CPU; XLDACoreAttention does its own softmax.
-            bias_activation_fusion=False,
+            # XLDACoreAttention does its own softmax; the other fusions follow the device.
             masked_softmax_fusion=False,
-            persist_layer_norm=False,
-            bias_dropout_fusion=False,
-            apply_rope_fusion=False,
-            gradient_accumulation_fusion=False,
+            **fusion_flags(self.fusions()),
             **extra,
         )
+
+    def fusions(self, cuda: Optional[bool] = None) -> dict:
+        """{fusion: (on, why)}: megatron-core's fused kernels on for CUDA where importable."""
+        from xlda.model.fusions import fusion_plan
+
+        return fusion_plan(self, torch.cuda.is_available() if cuda is None else cuda)
 
     def layer_spec(self):
         from xlda.model.spec import xlda_layer_spec

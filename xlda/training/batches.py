@@ -38,29 +38,131 @@ def mask_params(batch: dict, mode: str):
     return MaskParams(batch["doc_ids"], batch["lang_ids"], mode)
 
 
+def batch_stats(batch: dict, mode: str, num_langs: int = 0) -> dict:
+    """Per-micro-batch statistics from the CPU batch (in a loader worker): visible mask pairs,
+    causal pairs, tokens, the THD K/V rows of each sample, tokens per language. Plain numbers, so
+    the training step never reads a device tensor back to count them."""
+    from xlda.attention.stats import kv_rows_per_row
+    from xlda.training.metrics import allowed_pairs
+
+    doc, lang = batch["doc_ids"], batch["lang_ids"]
+    B, S = doc.shape
+    stats = {"pairs": allowed_pairs(doc, lang, mode), "causal": B * S * (S + 1) // 2,
+             "tokens": B * S, "kv_rows": kv_rows_per_row(doc.numpy(), lang.numpy(), mode).tolist()}
+    if num_langs:
+        stats["lang_tokens"] = torch.bincount(lang.reshape(-1).long(), minlength=num_langs).tolist()
+    return stats
+
+
+class BatchCollator:
+    """collate_fn of the training DataLoader (picklable, runs in the workers): stacks the samples,
+    adds ``stats`` (batch_stats) and, for the thd/te executors, the THD layout built on the CPU,
+    so the device step needs no host round trip to derive it."""
+
+    def __init__(self, mode: str = "xlda", num_langs: int = 0, thd_layout: bool = False):
+        self.mode, self.num_langs, self.thd_layout = mode, num_langs, thd_layout
+
+    def __call__(self, samples: list[dict]) -> dict:
+        batch = collate(samples)
+        batch["stats"] = batch_stats(batch, self.mode, self.num_langs)
+        if self.thd_layout:
+            from xlda.attention.thd import build_thd_layout
+
+            batch["thd_layout"] = build_thd_layout(batch["doc_ids"], batch["lang_ids"], self.mode)
+        return batch
+
+
+class MicroBatchSampler:
+    """Megatron's MegatronPretrainingSampler as an endless batch sampler: DP rank ``dp_rank``'s
+    micro-batches from ``consumed_samples`` on (wrapping around the dataset)."""
+
+    def __init__(self, dataset_len: int, consumed_samples: int, micro_batch_size: int,
+                 dp_rank: int, dp_size: int):
+        self.n, self.consumed = dataset_len, consumed_samples
+        self.mbs, self.dp_rank, self.dp_size = micro_batch_size, dp_rank, dp_size
+
+    def __iter__(self):
+        c = self.consumed
+        while True:
+            yield dp_sample_indices(c, self.mbs, self.dp_rank, self.dp_size, self.n)
+            c += self.mbs * self.dp_size
+
+
+def to_device(batch: dict, device) -> dict:
+    """Tensors (and a THD layout) to ``device`` without blocking the host; the rest stays."""
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor) or hasattr(v, "pin_memory") and hasattr(v, "to"):
+            out[k] = v.to(device, non_blocking=True)
+        else:
+            out[k] = v
+    return out
+
+
 class DataStream:
-    """Iterator of collated micro-batches; position = samples consumed by all DP ranks together."""
+    """Iterator of collated micro-batches; position = samples consumed by all DP ranks together.
+
+    Batches come from a ``torch.utils.data.DataLoader`` (Megatron-LM's ``--num-workers``) over
+    MicroBatchSampler, pinned on CUDA and prefetched by the workers; the position counts batches
+    handed out, not prefetched, so a checkpoint resumes exactly. Order is independent of the
+    number of workers."""
 
     def __init__(self, dataset, micro_batch_size: int, dp_rank: int = 0, dp_size: int = 1,
-                 consumed_samples: int = 0, device: Optional[torch.device] = None):
+                 consumed_samples: int = 0, device: Optional[torch.device] = None,
+                 num_workers: int = 0, collate_fn=None, pin_memory: Optional[bool] = None):
         if dataset is None or len(dataset) == 0:
             raise ValueError("DataStream: the dataset is empty; check the data paths and --split")
+        if num_workers < 0:
+            raise ValueError(f"--num-workers must be >= 0, got {num_workers}")
         self.dataset = dataset
         self.micro_batch_size = micro_batch_size
         self.dp_rank, self.dp_size = dp_rank, dp_size
-        self.consumed_samples = consumed_samples
+        self._consumed = consumed_samples
         self.device = device
+        self.num_workers = num_workers
+        self.collate_fn = collate_fn or BatchCollator()
+        self.pin_memory = (device is not None and device.type == "cuda") if pin_memory is None else pin_memory
+        self._it = None
+
+    @property
+    def consumed_samples(self) -> int:
+        return self._consumed
+
+    @consumed_samples.setter
+    def consumed_samples(self, value: int) -> None:
+        if value != self._consumed:
+            self.close()  # restart the loader at the new position (resume)
+        self._consumed = value
+
+    def _loader(self):
+        from torch.utils.data import DataLoader
+
+        sampler = MicroBatchSampler(len(self.dataset), self._consumed, self.micro_batch_size,
+                                    self.dp_rank, self.dp_size)
+        w = self.num_workers
+        # Its own generator: a DataLoader draws its workers' base seed from the one it is given,
+        # and from torch's global RNG otherwise, which would shift dropout's stream (resume).
+        return iter(DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate_fn,
+                               num_workers=w, pin_memory=self.pin_memory,
+                               prefetch_factor=2 if w else None, persistent_workers=False,
+                               generator=torch.Generator().manual_seed(0)))
+
+    def close(self) -> None:
+        """Stop the workers (they restart lazily)."""
+        it, self._it = self._it, None
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
 
     def __iter__(self) -> Iterator[dict]:
         return self
 
     def __next__(self) -> dict:
-        idx = dp_sample_indices(self.consumed_samples, self.micro_batch_size, self.dp_rank,
-                                self.dp_size, len(self.dataset))
-        self.consumed_samples += self.micro_batch_size * self.dp_size
-        batch = collate([self.dataset[i] for i in idx])
+        if self._it is None:
+            self._it = self._loader()
+        batch = next(self._it)
+        self._consumed += self.micro_batch_size * self.dp_size
         if self.device is not None:
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            batch = to_device(batch, self.device)
         return batch
 
 
@@ -68,16 +170,24 @@ class TrainData:
     """Main stream plus the annealing stream; which one feeds training is checkpointed state."""
 
     def __init__(self, main, annealing=None, *, micro_batch_size: int, dp_rank: int = 0,
-                 dp_size: int = 1, device=None):
-        self.main = DataStream(main, micro_batch_size, dp_rank, dp_size, device=device)
-        self.annealing = (DataStream(annealing, micro_batch_size, dp_rank, dp_size, device=device)
+                 dp_size: int = 1, device=None, num_workers: int = 0, collate_fn=None):
+        kw = dict(device=device, num_workers=num_workers, collate_fn=collate_fn)
+        self.main = DataStream(main, micro_batch_size, dp_rank, dp_size, **kw)
+        self.annealing = (DataStream(annealing, micro_batch_size, dp_rank, dp_size, **kw)
                           if annealing is not None else None)
         self.use_annealing = False
 
     def switch_to_annealing(self) -> bool:
         """Swap to the annealing blend (if one exists). Returns whether data changed."""
         self.use_annealing = True
+        if self.annealing is not None:
+            self.main.close()
         return self.annealing is not None
+
+    def close(self) -> None:
+        for s in (self.main, self.annealing):
+            if s is not None:
+                s.close()
 
     @property
     def current(self) -> DataStream:

@@ -16,7 +16,7 @@ import torch
 
 from xlda.training.batches import TrainData, DataStream
 from xlda.training.config import RunConfig
-from xlda.training.metrics import FlopsModel, MetricsLogger, allowed_pairs
+from xlda.training.metrics import FlopsModel, MetricsLogger
 from xlda.training.wsd import AnnealingSwitch, build_scheduler
 
 
@@ -58,6 +58,18 @@ def loss_func(loss_mask: torch.Tensor, lang_ids: torch.Tensor, num_langs: int,
     return loss_sum, num_tokens, {"lm loss": report}
 
 
+def _require_modules(*names: str) -> None:
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ImportError(f"{name} cannot be imported ({exc}); the trainer needs it to save "
+                              "checkpoints and handle SIGTERM/SIGUSR1. Reinstall xlda "
+                              "(pip install -e .) or fix the import error") from exc
+
+
 class Trainer:
     def __init__(self, run_config: RunConfig, print_fn=print):
         self.cfg = run_config
@@ -71,6 +83,9 @@ class Trainer:
 
         from xlda.training import dist_env
 
+        # Fail before any work if saving or SIGTERM handling could not run (a run without them
+        # would lose its progress silently).
+        _require_modules("xlda.training.checkpointing", "xlda.training.signals")
         cfg = self.cfg.validate()
         cpu = not torch.cuda.is_available()
         if cpu and cfg.parallel.use_distributed_optimizer:
@@ -88,9 +103,19 @@ class Trainer:
         self.dp_size = ps.get_data_parallel_world_size()
         self.num_microbatches = cfg.training.num_microbatches(self.dp_size)
         self.device = torch.device("cpu") if cpu else torch.device("cuda", torch.cuda.current_device())
+        if cfg.model.attention_backend == "te":
+            from xlda.attention.te import check_te_backend
+
+            # fails here, naming what to install, rather than training on TE's unfused attention
+            backend = check_te_backend(cfg.model, cfg.training.micro_batch_size,
+                                       cfg.parallel.tensor_model_parallel_size)
+            self.log0(f"[xlda] TE attention backend for the XLDA THD call: {backend}")
 
         self._build_data()
         model = cfg.model.build()
+        from xlda.model.fusions import fusion_summary
+
+        self.log0(fusion_summary(cfg.model.fusions()))
         if not cpu:
             model.cuda(torch.cuda.current_device())
         tc = get_model_config(model)
@@ -134,16 +159,21 @@ class Trainer:
         ds = build_run_datasets(cfg, log=self.log0)
         self.languages = ds.languages
         self.data = TrainData(ds.train, ds.annealing, micro_batch_size=cfg.training.micro_batch_size,
-                              dp_rank=self.dp_rank, dp_size=self.dp_size, device=self.device)
+                              dp_rank=self.dp_rank, dp_size=self.dp_size, device=self.device,
+                              num_workers=cfg.data.num_workers, collate_fn=self._collator())
         self.valid = ds.valid
+
+    def _collator(self):
+        from xlda.training.batches import BatchCollator
+
+        m = self.cfg.model
+        return BatchCollator(m.attention_mask_type, len(self.languages),
+                             thd_layout=m.attention_backend in ("thd", "te"))
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _ckpt_module(self):
-        try:
-            from xlda.training import checkpointing
-        except ImportError:
-            # INTEGRATION POINT: xlda.training.checkpointing (helper "checkpoint") not present.
-            return None
+        from xlda.training import checkpointing
+
         return checkpointing
 
     def _extra_state(self) -> dict:
@@ -154,9 +184,6 @@ class Trainer:
         ck = self._ckpt_module()
         save_dir = self.cfg.checkpoint.save
         if not save_dir:
-            return
-        if ck is None:
-            self.log0("[xlda] WARNING: xlda.training.checkpointing missing; checkpoint NOT saved")
             return
         if self._saved_iteration == self.iteration:
             return  # already on disk (save interval, then a signal or the end at this iteration)
@@ -170,8 +197,6 @@ class Trainer:
         if not load_dir:
             return
         ck = self._ckpt_module()
-        if ck is None:
-            raise RuntimeError("--load given but xlda.training.checkpointing is not available")
         finetune = self.cfg.checkpoint.finetune
         if not finetune and ck.has_optimizer_state(load_dir) is False:
             # A converted checkpoint (model only): what --finetune does, said in one line.
@@ -218,25 +243,31 @@ class Trainer:
     # -- steps ---------------------------------------------------------------------------------
     def _forward_step(self, counters, per_lang, data_iterator, model):
         batch = next(data_iterator)
-        mode = self.cfg.model.attention_mask_type
+        # Statistics and the THD layout come from the CPU batch (loader workers): reading them
+        # here never waits for the device.
+        stats = batch.pop("stats")
+        layout = batch.pop("thd_layout", None)
         if counters is not None:
-            counters["pairs"] += allowed_pairs(batch["doc_ids"], batch["lang_ids"], mode)
-            B, S = batch["tokens"].shape
-            counters["causal"] += B * S * (S + 1) // 2
-            counters["tokens"] += B * S
-            self._count_kv_rows(counters, batch, mode)
+            for k in ("pairs", "causal", "tokens"):
+                counters[k] += stats[k]
+            for i, n in enumerate(stats.get("lang_tokens", ())):
+                counters["lang_tokens"][i] += n
+            self._count_kv_rows(counters, stats["kv_rows"], stats["tokens"] // len(stats["kv_rows"]))
         mask = self.cfg.model.mask_params(batch["doc_ids"], batch["lang_ids"])
+        if layout is not None:
+            mask.cached("thd", lambda: layout)
         out = model(batch["tokens"], batch["position_ids"], mask, labels=batch["labels"],
                     loss_mask=batch["loss_mask"])
         num_langs = len(self.languages) if per_lang else 0
         return out, partial(loss_func, batch["loss_mask"], batch["lang_ids"], num_langs)
 
-    def _count_kv_rows(self, counters, batch, mode):
+    def _count_kv_rows(self, counters, kv_rows: list, S: int):
         """K/V rows the THD/TE executors gather, and the --xlda-max-kv-expansion cap."""
-        from xlda.attention.stats import ExpansionCapExceeded, kv_rows_per_row
+        import numpy as np
 
-        rows = kv_rows_per_row(batch["doc_ids"].cpu().numpy(), batch["lang_ids"].cpu().numpy(), mode)
-        S = batch["tokens"].shape[1]
+        from xlda.attention.stats import ExpansionCapExceeded
+
+        rows = np.asarray(kv_rows, dtype=np.int64)
         counters["kv_rows"] += int(rows.sum())
         counters["kv_max"] = max(counters["kv_max"], int(rows.max()))
         cap = self.cfg.data.xlda_max_kv_expansion
@@ -266,8 +297,8 @@ class Trainer:
         """Sum the loss reports (last stage only) and ``extra`` over the whole world."""
         n = 2 + (2 * len(self.languages) if per_lang else 0)
         v = torch.zeros(n + len(extra), dtype=torch.float64)
-        for r in reports:
-            v[:n] += r["lm loss"].double().cpu()
+        if reports:  # one device -> host copy per step, not one per micro-batch
+            v[:n] = torch.stack([r["lm loss"].double() for r in reports]).sum(0).cpu()
         v[n:] = torch.tensor(extra, dtype=torch.float64)
         if self.world > 1:
             dev = self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
@@ -297,7 +328,7 @@ class Trainer:
             chunk.zero_grad_buffer()
         self.optimizer.zero_grad()
         counters = {"pairs": 0, "causal": 0, "tokens": 0, "kv_rows": 0, "kv_max": 0,
-                    "kv_over_cap": 0}
+                    "kv_over_cap": 0, "lang_tokens": [0] * len(self.languages)}
         reports = self._run_schedule(self.data, forward_only=False, counters=counters)
         ok, grad_norm, _ = self.optimizer.step()
         if ok:
@@ -308,7 +339,8 @@ class Trainer:
         n_mtp = len(mtp)
         v = self._reduce(reports, [counters["pairs"] / dup, counters["causal"] / dup,
                                    counters["tokens"] / dup, counters["kv_rows"] / dup,
-                                   counters["kv_over_cap"] / dup, 1.0 if mtp else 0.0] + mtp)
+                                   counters["kv_over_cap"] / dup, 1.0 if mtp else 0.0] + mtp
+                         + [c / dup for c in counters["lang_tokens"]])
         n = 2
         out = {"lm loss": float(v[0] / max(v[1], 1.0)), "pairs": int(v[n]),
                "causal": int(v[n + 1]), "tokens": int(v[n + 2]), "kv_rows": int(v[n + 3]),
@@ -317,6 +349,7 @@ class Trainer:
         if n_mtp and v[n + 5] > 0:
             for i in range(n_mtp):
                 out[f"mtp_{i + 1} loss"] = float(v[n + 6 + i] / v[n + 5])
+        out["lang_tokens"] = {lang: int(v[n + 6 + n_mtp + i]) for i, lang in enumerate(self.languages)}
         return out
 
     def evaluate(self) -> dict:
@@ -325,13 +358,15 @@ class Trainer:
         if not t.eval_iters or self.valid is None:
             return {}
         stream = DataStream(self.valid, t.micro_batch_size, self.dp_rank, self.dp_size,
-                            device=self.device)
+                            device=self.device, num_workers=self.cfg.data.num_workers,
+                            collate_fn=self._collator())
         for c in self.model_chunks:
             c.eval()
         reports = []
         with torch.no_grad():
             for _ in range(t.eval_iters):
                 reports += self._run_schedule(stream, forward_only=True)
+        stream.close()
         for c in self.model_chunks:
             c.train()
         v = self._reduce(reports, [], per_lang=True)
@@ -344,11 +379,8 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def _signal_handler(self):
-        try:
-            from xlda.training.signals import SignalHandler
-        except ImportError:
-            # INTEGRATION POINT: xlda.training.signals (helper "checkpoint") not present yet.
-            return None
+        from xlda.training.signals import SignalHandler
+
         h = SignalHandler()
         h.install()
         return h
@@ -358,6 +390,7 @@ class Trainer:
         try:
             return self._train(signals)
         finally:
+            self.data.close()  # stop the loader workers
             if signals is not None:
                 signals.release()  # restore the previous SIGTERM/SIGUSR1 handlers
 
@@ -401,7 +434,8 @@ class Trainer:
                                        "annealing": int(self.data.use_annealing),
                                        "kv_expansion": step["kv_rows"] / max(step["tokens"], 1),
                                        "kv_expansion_max": step["kv_max_row"] / self.cfg.data.seq_length,
-                                       "kv_over_cap": step["kv_over_cap"]})
+                                       "kv_over_cap": step["kv_over_cap"],
+                                       **{f"tokens_{lang}": n for lang, n in step["lang_tokens"].items()}})
             if t.eval_interval and self.iteration % t.eval_interval == 0:
                 with self.metrics.paused():
                     ev = self.evaluate()

@@ -16,6 +16,15 @@ sbh(34 + 5as/h). TP divides everything but the norms, the QKV/MLP inputs and the
 unless sequence parallelism shards those too. With 1F1B the first stage keeps PP micro-batches in
 flight, i.e. the activations of all L layers for one micro-batch.
 
+XLDA attention: the thd/te executors gather K/V per query document (xlda.attention.thd); the
+gathered copies are kept for backward: 2 (K, V) x 2 B x E x sb x Gd per layer, E the K/V expansion
+(gathered rows / tokens) of the micro-batch, plus the int64 gather index (8 E sb, once per
+micro-batch). E defaults to the p99 of the per-step worst sample in a trainer's metrics.jsonl
+(``--metrics-jsonl``, the trainer's data report: ``kv_expansion_max``), else ``--kv-expansion``,
+else DEFAULT_KV_EXPANSION (p99 measured on real packed samples at S = 4096, bench_attention.py).
+The flex executor keeps one BlockMask per micro-batch (4 int32 [B, S/128, S/128] index tensors
+plus counts) and builds it with O(B x S/128 x S) int32 temporaries (xlda.attention.flex).
+
 FP8 (note only): Megatron keeps bf16 params + fp32 master weights, so FP8 does not shrink the
 weight/optimizer rows; it adds transient FP8 weight copies and can halve linear-layer inputs.
 """
@@ -24,6 +33,39 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 GB = 1e9
+DEFAULT_KV_EXPANSION = 6.3  # p99 over real packed samples, S = 4096 (issue 10's measurement)
+FLEX_BLOCK = 128
+
+
+def kv_expansion_from_metrics(path, quantile: float = 0.99) -> float:
+    """p99 (by default) of the per-step worst-sample K/V expansion a trainer run logged."""
+    import json
+
+    import numpy as np
+
+    vals = []
+    with open(path) as fh:
+        for i, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{i}: not JSON ({exc.msg})") from exc
+            if "kv_expansion_max" in rec:
+                vals.append(float(rec["kv_expansion_max"]))
+    if not vals:
+        raise ValueError(f"{path}: no 'kv_expansion_max' entries (is it a trainer metrics.jsonl?)")
+    return float(np.quantile(np.asarray(vals), quantile))
+
+
+def flex_block_mask_bytes(s: int, b: int, block: int = FLEX_BLOCK) -> float:
+    """The BlockMask kept for a micro-batch plus its build temporaries (xlda.attention.flex)."""
+    nb = -(-s // block)
+    kept = 4 * (4 * b * nb * nb + 4 * b * nb)  # kv/full_kv/q/full_q indices + block counts
+    build = 4 * 4 * b * nb * max(nb * block, 1024)  # two count tables, two gathers (int32)
+    return kept + build
 
 
 @dataclass
@@ -41,6 +83,9 @@ class MemoryPlanConfig:
     gpu_memory_gb: float = 80.0
     reserved_gb: float = 4.0  # CUDA context, NCCL buffers, allocator fragmentation (a guess)
     attention_matrix_stored: bool = False  # True only for an unfused (non-flash) attention
+    attention_backend: str | None = None  # None: the model's (thd/te gather K/V, flex a BlockMask)
+    kv_expansion: float = DEFAULT_KV_EXPANSION
+    kv_expansion_source: str = "default: p99 of real packed samples at S=4096"
 
     @property
     def world_size(self) -> int:
@@ -77,6 +122,15 @@ class MemoryPlan:
     def fits(self) -> bool:
         return self.total_bytes <= self.config.gpu_memory_gb * GB
 
+    def _attention_line(self) -> str:
+        c = self.config
+        if any(k.startswith("THD K/V") for k in self.rows):
+            return (f"attention: THD/TE K/V gather, K/V expansion {c.kv_expansion:g} "
+                    f"({c.kv_expansion_source}); activations include the gathered K/V")
+        if any(k.startswith("flex") for k in self.rows):
+            return "attention: flex (BlockMask row; no K/V expansion)"
+        return "attention: no K/V expansion (sdpa/causal)"
+
     def table(self) -> str:
         c = self.config
         lines = [
@@ -85,6 +139,7 @@ class MemoryPlan:
             f"recompute {c.recompute_granularity or 'none'}; distributed optimizer "
             f"{'on' if c.use_distributed_optimizer else 'off'}; SP "
             f"{'on' if c.sequence_parallel else 'off'}",
+            self._attention_line(),
             f"worst stage: {self.stage}; parameters on one GPU: {self.params_per_gpu:,}",
             "bytes/param: " + ", ".join(f"{k} {v:g}" for k, v in self.bytes_per_param.items())
             + f" = {sum(self.bytes_per_param.values()):g}",
@@ -113,8 +168,10 @@ def bytes_per_param(bf16: bool, distributed: bool, dp: int, grad_fp32: bool = Tr
 
 
 def layer_activation_bytes(model_cfg, s: int, b: int, t: int = 1, sp: bool = False,
-                           recompute: str | None = None, attention_matrix: bool = False) -> float:
-    """Activation bytes one transformer layer keeps for backward, per micro-batch (16-bit)."""
+                           recompute: str | None = None, attention_matrix: bool = False,
+                           kv_expansion: float = 0.0) -> float:
+    """Activation bytes one transformer layer keeps for backward, per micro-batch (16-bit).
+    ``kv_expansion`` > 0: the thd/te executors' gathered K/V copies (see the module doc)."""
     h, f = model_cfg.hidden_size, model_cfg.ffn_size
     a, g, d = model_cfg.num_attention_heads, model_cfg.query_groups, model_cfg.head_dim
     dropout = model_cfg.hidden_dropout > 0 or model_cfg.attention_dropout > 0
@@ -124,6 +181,7 @@ def layer_activation_bytes(model_cfg, s: int, b: int, t: int = 1, sp: bool = Fal
     par = sb * (2 * (h + g * d) + 2 * g * d + 2 * h)  # Q, K, V, projection input
     if attention_matrix:
         par += 5 * a * s * s * b
+    par += 2 * 2 * sb * g * d * kv_expansion
     mlp = sb * (2 * f * (2 if model_cfg.swiglu else 1) + 2 * f)
     if recompute == "full":
         return 2 * sb * h / (t if sp else 1)  # only the layer input is kept
@@ -157,8 +215,11 @@ def plan(model_cfg, c: MemoryPlanConfig) -> MemoryPlan:
     h = model_cfg.hidden_size
     bpp = bytes_per_param(model_cfg.bf16, c.use_distributed_optimizer, dp, c.grad_reduce_in_fp32)
     sp = c.sequence_parallel and tp > 1
+    backend = c.attention_backend or model_cfg.attention_backend
+    gathers = backend in ("thd", "te") and model_cfg.attention_mask_type != "causal"
+    E = c.kv_expansion if gathers else 0.0
     per_layer = layer_activation_bytes(model_cfg, s, b, tp, sp, c.recompute_granularity,
-                                       c.attention_matrix_stored)
+                                       c.attention_matrix_stored, E)
     layers_per_stage = -(-model_cfg.num_layers // pp)
     in_flight = pp  # 1F1B: stage i holds pp - i micro-batches; the first stage is the worst
     logits = 4 * s * b * model_cfg.padded_vocab_size(tp) / tp  # fp32 logits for the loss
@@ -176,9 +237,13 @@ def plan(model_cfg, c: MemoryPlanConfig) -> MemoryPlan:
             rows["logits (fp32, 1 micro-batch)"] = logits
             if model_cfg.mtp_layers:
                 rows["MTP activations + logits"] = model_cfg.mtp_layers * (per_layer + logits)
+        if gathers:
+            rows[f"THD K/V gather index (E={E:g})"] = 8 * E * s * b * flight
+        if backend == "flex":
+            rows["flex BlockMask (per micro-batch)"] = flex_block_mask_bytes(s, b) * flight
         if c.recompute_granularity == "full":
             rows["recompute working set (1 layer)"] = layer_activation_bytes(
-                model_cfg, s, b, tp, sp, None, c.attention_matrix_stored)
+                model_cfg, s, b, tp, sp, None, c.attention_matrix_stored, E)
         rows["reserved (context/NCCL/fragm.)"] = c.reserved_gb * GB
         p = MemoryPlan(c, stage, n, bpp, rows)
         if best is None or p.total_bytes > best.total_bytes:
@@ -252,6 +317,13 @@ def main(argv=None) -> int:
                    help="Enable sequence parallel optimization (None: the recipe's, else off).")
     p.add_argument("--gpu-memory-gb", type=float, default=80.0,
                    help="Memory of one GPU in GB (80: H100/A100 80GB).")
+    p.add_argument("--attention-backend", choices=["sdpa", "thd", "flex", "te"],
+                   help="default: the recipe's")
+    p.add_argument("--kv-expansion", type=float,
+                   help=f"THD/TE K/V expansion to plan for (default: p99 from --metrics-jsonl, else "
+                        f"{DEFAULT_KV_EXPANSION}, the p99 of real packed samples at S=4096)")
+    p.add_argument("--metrics-jsonl", help="a trainer run's metrics.jsonl: plan for the p99 of its "
+                                           "per-step worst-sample K/V expansion")
     p.add_argument("--meta-count", action="store_true",
                    help="also build the model on the meta device and count its parameters")
     a = p.parse_args(argv)
@@ -282,7 +354,18 @@ def main(argv=None) -> int:
                                        par.get("use_distributed_optimizer", True)),
         sequence_parallel=pick(a.sequence_parallel, par.get("sequence_parallel", False)),
         gpu_memory_gb=a.gpu_memory_gb,
+        attention_backend=a.attention_backend,
     )
+    if a.kv_expansion is not None:
+        if a.kv_expansion < 1:
+            p.error(f"--kv-expansion {a.kv_expansion}: must be >= 1 (gathered rows / tokens)")
+        c.kv_expansion, c.kv_expansion_source = a.kv_expansion, "--kv-expansion"
+    elif a.metrics_jsonl:
+        try:
+            c.kv_expansion = kv_expansion_from_metrics(a.metrics_jsonl)
+        except (OSError, ValueError) as exc:
+            p.error(f"--metrics-jsonl: {exc}")
+        c.kv_expansion_source = f"p99 of kv_expansion_max in {a.metrics_jsonl}"
     try:
         result = c.build(model)
     except ValueError as exc:
