@@ -39,7 +39,9 @@ def _losses(result):
 def test_tiny_run_loss_drops_and_logs_throughput(tmp_path):
     lines = []
     cfg = _cfg(tmp_path, iters=20, eval_interval=20, eval_iters=1)
-    cfg.optimizer.lr, cfg.optimizer.min_lr = 1e-2, 1e-3
+    # 3e-3: at 1e-2 this tiny model's loss bounces by +-0.15 from step to step (seen with the
+    # old packing as with the new), which makes a 0.05 drop a coin flip
+    cfg.optimizer.lr, cfg.optimizer.min_lr = 3e-3, 3e-4
     cfg.scheduler.lr_warmup_iters = 3
     cfg.logging.log_interval = 5
     result = Trainer(cfg, print_fn=lines.append).setup().train()
