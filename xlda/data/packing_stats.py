@@ -63,13 +63,17 @@ def doc_context(layout: dict, seq_length: int, n_samples: int, langs) -> dict:
     return _context(start, length, occ, occ_start, layout["lang"], S, n_samples, langs)
 
 
-def plain_context(doc_lang: np.ndarray, doc_len: np.ndarray, seq_length: int, n_samples: int,
-                  langs) -> dict:
-    """The same figures for Megatron's plain packing of documents in the given order."""
+def plain_context(doc_lengths: Sequence[np.ndarray], seq_length: int, n_samples: int, langs,
+                  seed: int = 0) -> dict:
+    """The same figures for Megatron's plain packing of the same documents (every language's,
+    in one seeded random order, concatenated and cut every seq_length tokens)."""
+    doc_lang = np.concatenate([np.full(len(x), l) for l, x in enumerate(doc_lengths)])
+    doc_len = np.concatenate([np.asarray(x, dtype=np.int64) for x in doc_lengths])
+    order = np.random.default_rng(seed).permutation(doc_len.shape[0])
+    doc_lang, doc_len = doc_lang[order], doc_len[order]
     start = np.concatenate([[0], np.cumsum(doc_len)])[:-1]
     occ = np.arange(doc_len.shape[0])
-    return _context(start, doc_len.astype(np.int64), occ, start, doc_lang, seq_length,
-                    n_samples, langs)
+    return _context(start, doc_len, occ, start, doc_lang, seq_length, n_samples, langs)
 
 
 def _context(start, length, occ, occ_start, lang, S, n_samples, langs) -> dict:
