@@ -63,3 +63,22 @@ def tiny_cfg(tmp_path, tok, train, valid=None, stage="sft", iters=8, **post):
     cfg.scheduler.lr_decay_style = "constant"
     cfg.logging.log_mask_density = False
     return cfg
+
+
+def dpo_records(n: int, seed: int) -> list:
+    """Pairs: chosen = the right sum, rejected = a wrong one (string and message-list forms)."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        a, b = rng.randrange(10), rng.randrange(10)
+        good, wrong = (a + b) % 10, (a + b + rng.randint(1, 9)) % 10
+        prompt = f"what is n{a} plus n{b}"
+        if i % 2:
+            out.append({"prompt": [{"role": "user", "content": prompt}],
+                        "chosen": [{"role": "assistant", "content": f"n{good}"}],
+                        "rejected": [{"role": "assistant", "content": f"n{wrong}"}]})
+        else:
+            out.append({"prompt": prompt, "chosen": f"n{good}", "rejected": f"n{wrong}"})
+    return out

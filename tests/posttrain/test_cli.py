@@ -48,3 +48,17 @@ def test_sft_starts_from_load_weights_only(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "loaded weights from" in out and "starting at 0" in out
     assert "sft done: iteration 2 (finished)" in out
+
+
+def test_dpo_cli_logs_rewards(tmp_path, capsys):
+    import json
+
+    from tests.posttrain.fixtures import dpo_records
+
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", dpo_records(8, seed=0))
+    flags = _flags(tmp_path, "--save", str(tmp_path / "dpo"), "--dpo-beta", "0.2")
+    flags[flags.index("--data-path") + 1] = str(pairs)
+    assert main(["dpo", *flags]) == 0
+    assert "dpo done: iteration 2 (finished)" in capsys.readouterr().out
+    rows = [json.loads(x) for x in (tmp_path / "dpo" / "metrics.jsonl").read_text().splitlines()]
+    assert {"reward_accuracy", "reward_margin"} <= set(rows[-1])

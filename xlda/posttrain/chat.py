@@ -100,12 +100,13 @@ class ChatRenderer:
         return self.tok.apply_chat_template(messages, tokenize=False,
                                             add_generation_prompt=add_generation_prompt)
 
-    def spans(self, messages: list) -> tuple[str, list]:
-        """The rendered conversation and the character spans of its assistant turns."""
+    def spans(self, messages: list, first: int = 0) -> tuple[str, list]:
+        """The rendered conversation and the character spans of its assistant turns (those at
+        message index >= ``first``: DPO scores the response, not assistant turns in the prompt)."""
         full = self.text(messages)
         spans = []
         for i, m in enumerate(messages):
-            if m["role"] != "assistant":
+            if m["role"] != "assistant" or i < first:
                 continue
             start = len(self.text(messages[:i], add_generation_prompt=True))
             end_text = self.text(messages[:i + 1])
@@ -121,8 +122,8 @@ class ChatRenderer:
         enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
         return enc["input_ids"], enc["offset_mapping"]
 
-    def render(self, messages: list) -> Rendered:
-        text, spans = self.spans(messages)
+    def render(self, messages: list, first: int = 0) -> Rendered:
+        text, spans = self.spans(messages, first)
         ids, offsets = self.encode(text)
         mask = [int(any(a <= s < b for a, b in spans)) for s, _ in offsets]
         return Rendered(ids, mask)

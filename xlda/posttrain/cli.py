@@ -83,7 +83,7 @@ def resolve(argv: Sequence[str]) -> tuple[PostRunConfig, argparse.Namespace, lis
 def trainer_class(stage: str):
     from xlda.posttrain import trainer
 
-    return {"sft": trainer.SFTTrainer, "dpo": getattr(trainer, "DPOTrainer", None)}[stage]
+    return {"sft": trainer.SFTTrainer, "dpo": trainer.DPOTrainer}[stage]
 
 
 def _start_from_hf(cfg: PostRunConfig, say) -> None:
