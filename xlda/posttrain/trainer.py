@@ -26,6 +26,20 @@ class PostTrainer(Trainer):
 
     def _set_vocab(self, renderer) -> None:
         self.cfg.model.vocab_size = len(renderer.tok)
+        self.chat_template = renderer.template
+
+    def _write_run_config(self):
+        super()._write_run_config()
+        save = self.cfg.checkpoint.save
+        if save and self.rank == 0:
+            # the template the model is trained on, for the HF export (tools/checkpoint/convert.py)
+            from xlda.checkpoint_conversion.convert import CHAT_TEMPLATE_FILE
+
+            path = Path(save) / CHAT_TEMPLATE_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+            tmp.write_text(self.chat_template)
+            os.replace(tmp, path)
 
     def _pad_id(self, renderer) -> int:
         tok = renderer.tok
