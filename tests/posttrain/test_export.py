@@ -34,3 +34,18 @@ def test_sft_export_chats_through_apply_chat_template(tmp_path):
     new = hf_tok.convert_ids_to_tokens(gen[0, ids.shape[1]:].tolist())
     # the format SFT taught: one number word, then the end of the turn, where generate stops
     assert len(new) == 2 and new[0] in [f"n{i}" for i in range(10)] and new[1] == "<|im_end|>", new
+
+    # and back: post-training starts from the HF folder (converted through the same converter)
+    from xlda.posttrain.cli import main
+
+    save = tmp_path / "again"
+    flags = ["sft", "--num-layers", "2", "--hidden-size", "32", "--num-attention-heads", "4",
+             "--num-query-groups", "2", "--ffn-hidden-size", "64", "--seq-length", "64",
+             "--train-iters", "1", "--lr-warmup-iters", "0", "--lr-decay-style", "constant",
+             "--global-batch-size", "4", "--micro-batch-size", "2", "--tokenizer-model", str(tok),
+             "--data-path", str(train), "--hf-load", str(out), "--save", str(save),
+             # launch.sh's form: --load is the --save dir, the start comes from elsewhere
+             "--load", str(save)]
+    assert main(flags) == 0
+    assert (save / "start_hf" / "latest_checkpointed_iteration.txt").exists()
+    assert (save / "latest_checkpointed_iteration.txt").read_text().strip() == "1"

@@ -38,8 +38,11 @@ POST_FLAGS: dict = {
     "--dpo-beta": _post("dpo_beta", type=float, help="DPO's beta (KL strength)"),
     "--ref-cache-dir": _post("ref_cache_dir", help="where DPO's reference log-probs are "
                              "cached (default: next to the first --data-path file)"),
+    "--pretrained-checkpoint": _post("pretrained_checkpoint", help="the starting model (an mcore "
+                                     "checkpoint dir), read weights only; default: --load when "
+                                     "it is not the --save dir"),
     "--hf-load": _post("hf_load", help="start from a HuggingFace folder: converted through "
-                       "xlda.checkpoint_conversion into <save>/start_hf, then loaded as --load"),
+                       "xlda.checkpoint_conversion into <save>/start_hf, the starting model"),
 }
 
 
@@ -92,8 +95,8 @@ def _start_from_hf(cfg: PostRunConfig, say) -> None:
 
     from xlda.checkpoint_conversion.convert import ConvertConfig
 
-    if cfg.checkpoint.load:
-        raise ConfigError("--hf-load and --load both given: start from one of them")
+    if cfg.posttrain.pretrained_checkpoint:
+        raise ConfigError("--hf-load and --pretrained-checkpoint both given: start from one")
     if not cfg.checkpoint.save:
         raise ConfigError("--hf-load needs --save (the converted start goes to <save>/start_hf)")
     out = Path(cfg.checkpoint.save) / "start_hf"
@@ -109,7 +112,7 @@ def _start_from_hf(cfg: PostRunConfig, say) -> None:
                       target_tensor_parallel_size=cfg.parallel.tensor_model_parallel_size,
                       target_pipeline_parallel_size=cfg.parallel.pipeline_model_parallel_size
                       ).run()
-    cfg.checkpoint.load = str(out)
+    cfg.posttrain.pretrained_checkpoint = str(out)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -20,6 +20,7 @@ class PostTrainSettings:
     strict: bool = False  # the first bad record is an error (default: skip and count)
     dpo_beta: float = 0.1
     ref_cache_dir: Optional[str] = None  # DPO reference log-probs; None: next to the data
+    pretrained_checkpoint: Optional[str] = None  # the start model (mcore); else --load
     hf_load: Optional[str] = None  # start from a HF folder (converted through the converter)
 
 

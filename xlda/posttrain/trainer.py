@@ -1,10 +1,11 @@
 """Post-training trainers: xlda.training.loop.Trainer with its data and checkpoint start swapped
 (the schedules, DDP, optimizer, checkpoints, signals and metrics are pretraining's own).
 
-Start and resume: ``--load`` is the starting model, read weights only (fresh optimizer,
-iteration 0, as Megatron-LM's --finetune); when ``--save`` already holds a checkpoint the run
-resumes from it instead (model, optimizer, scheduler, RNG and data position), so re-running the
-same command after a stop continues bit-exactly.
+Start and resume: the starting model is ``--pretrained-checkpoint`` (Megatron-LM's flag), or
+``--load`` when that is not the ``--save`` dir; it is read weights only (fresh optimizer,
+iteration 0, as --finetune). When ``--save`` already holds a checkpoint the run resumes from it
+instead (model, optimizer, scheduler, RNG and data position), so re-running the same command
+(or a requeued launch.sh job, which passes --load $CKPT --save $CKPT) continues bit-exactly.
 """
 from __future__ import annotations
 
@@ -63,17 +64,34 @@ class PostTrainer(Trainer):
                               num_workers=cfg.data.num_workers, collate_fn=self._collator())
         self.valid = valid
 
+    def start_checkpoint(self):
+        """The starting model: --pretrained-checkpoint, else --load when it is not the --save dir
+        (launch.sh passes --load $CKPT --save $CKPT for requeues); None: random weights."""
+        ck, p = self.cfg.checkpoint, self.cfg.posttrain
+        if p.pretrained_checkpoint:
+            return p.pretrained_checkpoint
+        if ck.load and not (ck.save and Path(ck.load).resolve() == Path(ck.save).resolve()):
+            return ck.load
+        return None
+
     def _load(self):
         from xlda.training import checkpointing
+        from xlda.training.config import ConfigError
 
         ck = self.cfg.checkpoint
         before = (ck.load, ck.finetune)
         self.resumed = bool(ck.save) and checkpointing.read_latest(ck.save) is not None
+        start = self.start_checkpoint()
+        if not self.resumed and start and checkpointing.read_latest(start) is None:
+            raise ConfigError(f"the starting model {start} holds no checkpoint "
+                              "(latest_checkpointed_iteration.txt): pass a pretraining --save dir")
+        if not self.resumed and not start:
+            self.log0("[xlda] no --load/--pretrained-checkpoint: post-training random weights")
         try:
             if self.resumed:
                 ck.load, ck.finetune = ck.save, False
-            elif ck.load:
-                ck.finetune = True
+            else:
+                ck.load, ck.finetune = start, True
             super()._load()
         finally:
             ck.load, ck.finetune = before
@@ -158,7 +176,7 @@ class DPOTrainer(PostTrainer):
 
         from xlda.training import checkpointing
 
-        load = self.cfg.checkpoint.load
+        load = self.start_checkpoint()
         if not load:
             return f"init seed {self.cfg.training.seed} " + repr(sorted(
                 self.cfg.to_dict()["model"].items()))
