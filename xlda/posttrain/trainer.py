@@ -179,7 +179,7 @@ class DPOTrainer(PostTrainer):
         load = self.start_checkpoint()
         if not load:
             return f"init seed {self.cfg.training.seed} " + repr(sorted(
-                self.cfg.to_dict()["model"].items()))
+                self.cfg.to_dict()["model"].items())) + repr(self.cfg.to_dict()["parallel"])
         it = checkpointing.read_latest(load)
         files = sorted(p for p in checkpointing.iter_dir(load, it).rglob("*") if p.is_file()
                        and p.stat().st_size < (1 << 20))  # the small files: manifest, state
