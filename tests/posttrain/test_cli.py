@@ -56,9 +56,18 @@ def test_dpo_cli_logs_rewards(tmp_path, capsys):
     from tests.posttrain.fixtures import dpo_records
 
     pairs = write_jsonl(tmp_path / "pairs.jsonl", dpo_records(8, seed=0))
-    flags = _flags(tmp_path, "--save", str(tmp_path / "dpo"), "--dpo-beta", "0.2")
+    valid = write_jsonl(tmp_path / "valid.jsonl", dpo_records(4, seed=1))
+    flags = _flags(tmp_path, "--save", str(tmp_path / "dpo"), "--dpo-beta", "0.2",
+                   "--valid-data-path", str(valid), "--log-interval", "1")
     flags[flags.index("--data-path") + 1] = str(pairs)
+    flags[flags.index("--eval-interval") + 1] = "2"
     assert main(["dpo", *flags]) == 0
-    assert "dpo done: iteration 2 (finished)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "dpo done: iteration 2 (finished)" in out
+    assert "reward acc" in out and " eval @      2 | lm loss" in out
     rows = [json.loads(x) for x in (tmp_path / "dpo" / "metrics.jsonl").read_text().splitlines()]
-    assert {"reward_accuracy", "reward_margin"} <= set(rows[-1])
+    train = [r for r in rows if r["kind"] == "train"]
+    ev = [r for r in rows if r["kind"] == "eval"]
+    assert {"reward_accuracy", "reward_margin", "reward_chosen"} <= set(train[-1])
+    assert {"lm loss", "reward_accuracy", "reward_margin"} <= set(ev[-1])
+    assert len(list(tmp_path.glob("valid.jsonl.ref_logps.*.npz"))) == 1

@@ -121,3 +121,31 @@ def test_dpo_resume_bit_exact(dpo_data, tmp_path):
         f.unlink()
     with pytest.raises(ConfigError, match="resumes from"):
         run(save=save)
+
+
+def test_bad_pairs_counted_per_reason(tmp_path):
+    from xlda.posttrain.chat import ChatRenderer
+    from xlda.posttrain.dpo_data import tokenize_pairs
+    from xlda.posttrain.records import BadRecords
+
+    tok = chat_tokenizer(tmp_path)
+    good = dpo_records(2, seed=0)
+    path = write_jsonl(tmp_path / "pairs.jsonl", [
+        good[0],
+        {"prompt": "hi", "chosen": "yes"},
+        {"prompt": "hi", "chosen": "yes", "rejected": "yes"},
+        {"prompt": "hi", "chosen": [{"role": "user", "content": "yes"}], "rejected": "no"},
+        {"prompt": "hi", "chosen": "yes " * 80, "rejected": "no"},
+        {"prompt": "hi", "chosen": 3, "rejected": "no"},
+        good[1],
+    ])
+    bad = BadRecords()
+    pairs = tokenize_pairs([path], ChatRenderer(str(tok)), 64, bad)
+    assert len(pairs) == 2
+    assert dict(bad.counts) == {"bad_pair": 2, "same_response": 1, "wrong_roles": 1,
+                                "over_length": 1}
+    assert [w.split(" ")[0] for w in bad.where["bad_pair"]] == [f"{path}:2", f"{path}:6"]
+    # the response mask of a pair: only the answer and its <|im_end|>, not the prompt
+    chosen, rejected = pairs[0]
+    assert chosen.assistant.sum() == 2 and rejected.assistant.sum() == 2
+    assert list(chosen.assistant[-2:]) == [1, 1] and not chosen.assistant[:-2].any()
