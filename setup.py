@@ -38,7 +38,11 @@ setup(
         "tensorboard>=2.15",
     ],
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6.100", "transformers>=4.44", "matplotlib>=3.8"],
+        # trl: test-only, the DPO loss is checked against TRL's DPOTrainer (tests/posttrain)
+        "dev": ["pytest>=8", "hypothesis>=6.100", "transformers>=4.44", "matplotlib>=3.8",
+                "trl>=0.19"],
+        # posttrain.py (xlda.posttrain): chat templates are rendered by transformers (Jinja)
+        "posttrain": ["transformers>=4.44", "jinja2>=3.1"],
         "lingua": ["lingua-language-detector>=2.0"],
         # Data curation (xlda.curate, tools/curate.py): datatrove's pipeline/executors, Parquet,
         # fastText quality classifier (the maintained build with numpy 2 wheels; the archived

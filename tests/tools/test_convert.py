@@ -344,7 +344,7 @@ def test_convert_help_and_misspelt_flags(capsys):
     for text in ("Target tensor model parallel size (default: 1)", "Directory to load model checkpoint from",
                  "(default: 5GB)", "--dtype {float32,bfloat16,float16}"):
         assert text in out
-    assert out.count("(default:") == 6  # every optional flag but --help
+    assert out.count("(default:") == 7  # every optional flag but --help
     for argv, bad, hint in ((["--from", "hf", "--to", "mcore", "--load-dir", "a", "--save-dir", "b",
                               "--target-tensor-parallel", "2"], "--target-tensor-parallel",
                              "--target-tensor-parallel-size"),

@@ -46,6 +46,9 @@ def parse_args(argv=None):
                    help="mcore source: iteration to read (None: the latest); hf source: iteration to write "
                    "(None: 0)")
     p.add_argument("--max-shard-size", default="5GB", help="HF safetensors shard size, e.g. 5GB, 500MB")
+    p.add_argument("--chat-template", default=None,
+                   help="mcore -> hf: Jinja chat template file written into tokenizer_config.json "
+                   "(None: the chat_template.jinja a posttrain.py run saved next to its checkpoints)")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
                    help="cast weights to this dtype (None: keep the stored dtype)")
     return p.parse_args(argv)

@@ -27,6 +27,9 @@ class ConvertConfig:
     iteration: int | None = None  # mcore source: default latest; hf source: the written iteration (0)
     max_shard_size: str = "5GB"
     dtype: str | None = None  # None: keep the source's stored dtype
+    # mcore -> hf: a Jinja chat template file for tokenizer_config.json; None: the
+    # chat_template.jinja a post-training run (posttrain.py) wrote into its --save dir, if any
+    chat_template: str | None = None
 
     def validate(self) -> "ConvertConfig":
         if self.source not in FORMATS or self.target not in FORMATS:
@@ -71,6 +74,21 @@ def _stored_dtype(state: dict[str, torch.Tensor]) -> str:
     return str(next(iter(state.values())).dtype).replace("torch.", "")
 
 
+CHAT_TEMPLATE_FILE = "chat_template.jinja"  # written by posttrain.py into its --save dir
+
+
+def _chat_template(cfg: ConvertConfig, it_dir: Path) -> str | None:
+    if cfg.chat_template is not None:
+        path = Path(cfg.chat_template)
+        if not path.is_file():
+            raise ConversionError(f"--chat-template {path}: file not found")
+        return path.read_text()
+    for d in (it_dir, it_dir.parent):
+        if (d / CHAT_TEMPLATE_FILE).is_file():
+            return (d / CHAT_TEMPLATE_FILE).read_text()
+    return None
+
+
 def mcore_to_hf(cfg: ConvertConfig) -> Path:
     it_dir, it = mcore_io.resolve_iteration(cfg.load_dir, cfg.iteration)
     run_config = mcore_io.read_run_config(it_dir)
@@ -80,7 +98,12 @@ def mcore_to_hf(cfg: ConvertConfig) -> Path:
     hf = _cast(layout.mcore_to_hf(state, arch), cfg.dtype)
     dtype = _stored_dtype(hf)
     config = arch.to_hf_config(dtype, tok.eos_id if tok else None, tok.bos_id if tok else None)
-    out = hf_io.write_hf(cfg.save_dir, hf, config, tok, cfg.max_shard_size, arch.seq_length)
+    template = _chat_template(cfg, it_dir)
+    if template is not None and tok is None:
+        raise ConversionError("a chat template goes into tokenizer_config.json: pass "
+                              "--tokenizer-model (the tokenizer.json the model was trained with)")
+    out = hf_io.write_hf(cfg.save_dir, hf, config, tok, cfg.max_shard_size, arch.seq_length,
+                         template)
     log.info("wrote HF Llama model (%d tensors, %s) from %s to %s", len(hf), dtype, it_dir, out)
     return out
 

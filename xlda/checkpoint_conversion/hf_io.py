@@ -18,6 +18,7 @@ INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>")
 _BOS_CANDIDATES = ("<s>", "<bos>", "<|begin_of_text|>")
+_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")  # chat templates' turn ends
 
 
 def parse_size(text) -> int:
@@ -50,6 +51,8 @@ class TokenizerInfo:
         self.bos = next((t for t in _BOS_CANDIDATES if tok.token_to_id(t) is not None), None)
         self.eos_id = tok.token_to_id(self.eos) if self.eos else None
         self.bos_id = tok.token_to_id(self.bos) if self.bos else None
+        self.end_of_turn_id = next((tok.token_to_id(t) for t in _END_OF_TURN
+                                    if tok.token_to_id(t) is not None), None)
 
 
 def _shard(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, torch.Tensor]]:
@@ -67,16 +70,19 @@ def _shard(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, t
 
 
 def write_hf(out_dir, tensors: dict[str, torch.Tensor], config: dict, tokenizer: TokenizerInfo | None,
-             max_shard_size: str = "5GB", seq_length: int | None = None) -> Path:
+             max_shard_size: str = "5GB", seq_length: int | None = None,
+             chat_template: str | None = None) -> Path:
     """Write the folder under a temporary name beside ``out_dir`` and rename it when complete: a
     full disk or a kill leaves no half-written model folder (and a rerun is not refused)."""
     out = Path(out_dir)
     with Staging(out, kind="dir") as stage:
-        _write_hf_files(stage.path, tensors, config, tokenizer, max_shard_size, seq_length)
+        _write_hf_files(stage.path, tensors, config, tokenizer, max_shard_size, seq_length,
+                        chat_template)
     return out
 
 
-def _write_hf_files(out: Path, tensors, config, tokenizer, max_shard_size, seq_length) -> None:
+def _write_hf_files(out: Path, tensors, config, tokenizer, max_shard_size, seq_length,
+                    chat_template=None) -> None:
     from safetensors.torch import save_file
 
     def save(shard, name):
@@ -97,14 +103,20 @@ def _write_hf_files(out: Path, tensors, config, tokenizer, max_shard_size, seq_l
         total = sum(t.numel() * t.element_size() for t in tensors.values())
         (out / INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
     (out / "config.json").write_text(json.dumps(config, indent=2))
+    eos = config.get("eos_token_id")
+    if chat_template and tokenizer is not None and tokenizer.end_of_turn_id is not None:
+        # a chat model ends its turn with the template's end-of-turn token: generate stops there
+        eos = [e for e in (eos, tokenizer.end_of_turn_id) if e is not None]
     gen = {"_from_model_config": True, "bos_token_id": config.get("bos_token_id"),
-           "eos_token_id": config.get("eos_token_id"), "do_sample": False}
+           "eos_token_id": eos, "do_sample": False}
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2))
     if tokenizer is not None:
         shutil.copyfile(tokenizer.path, out / "tokenizer.json")
         tok_cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": tokenizer.eos,
                    "bos_token": tokenizer.bos, "clean_up_tokenization_spaces": False,
                    "model_max_length": seq_length or config.get("max_position_embeddings")}
+        if chat_template:
+            tok_cfg["chat_template"] = chat_template
         (out / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2))
         specials = {k: v for k, v in (("eos_token", tokenizer.eos), ("bos_token", tokenizer.bos)) if v}
         (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))

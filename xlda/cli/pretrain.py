@@ -169,7 +169,7 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def _default(spec: dict, flag: str):
+def _default(spec: dict, flag: str, base=None):
     """RunConfig's default of a flag's field (what applies when neither recipe nor flag sets it)."""
     if spec.get("action") in ("store_true", "store_const"):
         return None  # a switch: its help says what it does
@@ -177,17 +177,22 @@ def _default(spec: dict, flag: str):
     if section is None:
         return None
     field = spec.get("field", flag[2:].replace("-", "_"))
-    return getattr(getattr(RunConfig(), "model" if section == "seq" else section), field)
+    return getattr(getattr(base or RunConfig(), "model" if section == "seq" else section), field)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(flags: Optional[dict] = None, prog: str = "pretrain_trillion.py",
+                 description: str = "XLDA pretraining on megatron-core (Megatron-LM flag names). "
+                                    "Flags override the --config recipe.",
+                 base=None, usage: Optional[str] = None) -> argparse.ArgumentParser:
+    """The recipe + flag-table parser; other entry points (xlda.posttrain.cli) pass their own
+    table and config class instance ``base`` (for the defaults shown)."""
     from xlda.cli.pretrain_help import HELP
 
+    flags = FLAGS if flags is None else flags
     p = _Parser(
-        prog="pretrain_trillion.py", argument_default=argparse.SUPPRESS, allow_abbrev=False,
-        usage="%(prog)s [-h] [--config RECIPE] [--print-config] [FLAG ...]",
-        description="XLDA pretraining on megatron-core (Megatron-LM flag names). "
-                    "Flags override the --config recipe.",
+        prog=prog, argument_default=argparse.SUPPRESS, allow_abbrev=False,
+        usage=usage or "%(prog)s [-h] [--config RECIPE] [--print-config] [FLAG ...]",
+        description=description,
         epilog="Defaults shown are xlda's built-in ones; a --config recipe replaces them and "
                "flags replace the recipe's values. --print-config shows the result.")
     p.add_argument("--config", help="YAML recipe (examples/trillion7b/*.yaml) whose values the "
@@ -196,24 +201,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the resolved config (YAML) and exit; a training run also writes it "
                         "to <run-dir or save>/run_config.yaml")
     groups = {}
-    for flag, spec in FLAGS.items():
+    for flag, spec in flags.items():
         section = {"seq": "data", None: "model"}.get(spec["section"], spec["section"])
         if section not in groups:
             groups[section] = p.add_argument_group(f"{section} (RunConfig.{section})")
         kw = {k: v for k, v in spec.items() if k not in ("section", "field", "help")}
         dest = flag[2:].replace("-", "_")
         text = spec.get("help") or HELP.get(flag, "")
-        default = _default(spec, flag)
+        default = _default(spec, flag, base)
         if text and spec.get("action") not in ("store_true", "store_const"):
             text = text.rstrip(".") + f" (default: {default})".replace("%", "%%")
         groups[section].add_argument(flag, dest=dest, help=text or None, **kw)
     return p
 
 
-def _fail_unknown(parser, unknown: list[str]):
+def _fail_unknown(parser, unknown: list[str], flags: Optional[dict] = None):
     # one line (the `pretrain: error: ...` convention), with the shared suggestions
     items = [" ".join(x.split()) for x in
-             unknown_flag_lines(unknown, ["--config", "--print-config", *FLAGS])]
+             unknown_flag_lines(unknown, ["--config", "--print-config",
+                                          *(FLAGS if flags is None else flags)])]
     raise ConfigError("unknown argument(s): " + "; ".join(items) +
                       "; run with --help for the supported Megatron-LM flags")
 
@@ -250,13 +256,9 @@ def resolve(argv: Optional[Sequence[str]] = None) -> tuple[RunConfig, argparse.N
     return cfg, args
 
 
-def _resolve(argv):
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        _fail_unknown(parser, unknown)
-    cfg = RunConfig.from_yaml(args.config) if getattr(args, "config", None) else RunConfig()
-    for flag, spec in FLAGS.items():
+def apply_flags(cfg, args: argparse.Namespace, flags: dict) -> None:
+    """Set the config fields of the flags given (only those: a recipe is never reset)."""
+    for flag, spec in flags.items():
         dest = flag[2:].replace("-", "_")
         if not hasattr(args, dest) or spec["section"] is None:
             continue
@@ -271,6 +273,15 @@ def _resolve(argv):
                           f"{cfg.data.seq_length}; set both (or pass --seq-length)")
     if cfg.model.sequence_parallel:
         cfg.parallel.sequence_parallel = True
+
+
+def _resolve(argv):
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _fail_unknown(parser, unknown)
+    cfg = RunConfig.from_yaml(args.config) if getattr(args, "config", None) else RunConfig()
+    apply_flags(cfg, args, FLAGS)
     note = _apply_data_path_weights(cfg, args)
     cfg.model.validate()
     cfg.validate()

@@ -63,7 +63,10 @@ class BatchCollator:
         self.mode, self.num_langs, self.thd_layout = mode, num_langs, thd_layout
 
     def __call__(self, samples: list[dict]) -> dict:
-        batch = collate(samples)
+        return self.finish(collate(samples))
+
+    def finish(self, batch: dict) -> dict:
+        """Add the stats (and THD layout) to a collated ``[B, S]`` batch."""
         batch["stats"] = batch_stats(batch, self.mode, self.num_langs)
         if self.thd_layout:
             from xlda.attention.thd import build_thd_layout

@@ -68,6 +68,9 @@ EXECUTION_ONLY_FIELDS = frozenset({
     "recompute_modules", "use_cpu_initialization", "fp8", "fp8_recipe", "bf16", "fp16",
     "params_dtype", "sequence_parallel", "tensor_model_parallel_size",
     "pipeline_model_parallel_size", "context_parallel_size", "perform_initialization",
+    # which tokens attend to which: no weight depends on it (post-training loads an XLDA-masked
+    # pretraining checkpoint and trains it with the document mask)
+    "attention_mask_type",
 })
 
 

@@ -360,10 +360,14 @@ class RunConfig:
                               f"{self.data.xlda_kv_cap_action!r}")
         if self.data.xlda_max_kv_expansion is not None and self.data.xlda_max_kv_expansion < 1:
             raise ConfigError("--xlda-max-kv-expansion must be >= 1 (1.0 = document attention)")
-        if not self.data.mock and not self.data.language_paths():
-            raise ConfigError("no training data: pass --data-path / data.paths, or --mock-data")
+        self._validate_data_source()
         self._validate_data()
         return self
+
+    def _validate_data_source(self) -> None:
+        """Where training text comes from (a hook: post-training reads its own JSONL)."""
+        if not self.data.mock and not self.data.language_paths():
+            raise ConfigError("no training data: pass --data-path / data.paths, or --mock-data")
 
     def _validate_data(self) -> None:
         d, m, t = self.data, self.model, self.training

@@ -71,6 +71,8 @@ def _require_modules(*names: str) -> None:
 
 
 class Trainer:
+    rows_per_sample = 1  # model rows per dataset sample (DPO: 2, a chosen and a rejected one)
+
     def __init__(self, run_config: RunConfig, print_fn=print):
         self.cfg = run_config
         self.print = print_fn
@@ -290,7 +292,8 @@ class Trainer:
         return fb(forward_step_func=partial(self._forward_step, counters, forward_only),
                   data_iterator=data_iterator, model=self.model_chunks,
                   num_microbatches=num_microbatches or self.num_microbatches,
-                  seq_length=self.cfg.data.seq_length, micro_batch_size=t.micro_batch_size,
+                  seq_length=self.cfg.data.seq_length,
+                  micro_batch_size=t.micro_batch_size * self.rows_per_sample,
                   forward_only=forward_only)
 
     def _reduce(self, reports: list, extra: list, per_lang: bool = False) -> torch.Tensor:
@@ -435,7 +438,8 @@ class Trainer:
                                        "kv_expansion": step["kv_rows"] / max(step["tokens"], 1),
                                        "kv_expansion_max": step["kv_max_row"] / self.cfg.data.seq_length,
                                        "kv_over_cap": step["kv_over_cap"],
-                                       **{f"tokens_{lang}": n for lang, n in step["lang_tokens"].items()}})
+                                       **{f"tokens_{lang}": n for lang, n in step["lang_tokens"].items()},
+                                       **step.get("metrics", {})})  # a subclass's own
             if t.eval_interval and self.iteration % t.eval_interval == 0:
                 with self.metrics.paused():
                     ev = self.evaluate()

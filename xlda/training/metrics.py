@@ -230,4 +230,6 @@ def format_entry(e: dict) -> str:
         parts.append(f"kv expansion {e['kv_expansion']:.2f} (max {e['kv_expansion_max']:.2f})")
     if e.get("kv_over_cap"):
         parts.append(f"{e['kv_over_cap']} samples over the kv cap")
+    if "reward_accuracy" in e:  # DPO (xlda.posttrain): this iteration's pairs
+        parts.append(f"reward acc {e['reward_accuracy']:.3f} margin {e['reward_margin']:.4f}")
     return " | ".join(parts)

@@ -1,0 +1,159 @@
+"""``posttrain.py sft|dpo``: SFT and DPO from a pretrained checkpoint, with pretraining's
+Megatron-LM flag table (xlda.cli.pretrain.FLAGS: model, parallel, optimizer, scheduler,
+checkpoint, logging, training, tokenizer) over a YAML recipe, plus the post-training flags below.
+The stage is the first argument (or ``--stage``). User errors end in one
+``posttrain: error: ...`` line and exit code 2, as pretraining's.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+from xlda.cli.pretrain import FLAGS, _fail_unknown, apply_flags, build_parser
+from xlda.posttrain.config import STAGES, PostRunConfig
+from xlda.training.config import ConfigError
+
+# Pretraining's data flags that mean XLDA packing of indexed corpora; post-training reads JSONL.
+_PRETRAIN_ONLY = {"--data-path", "--mock-data", "--split", "--xlda-alpha", "--xlda-beta",
+                  "--xlda-rho", "--xlda-max-kv-expansion", "--xlda-kv-cap-action",
+                  "--annealing-data-path", "--annealing-multilingual-multiplier", "--no-annealing"}
+
+
+def _post(field: str, **kw) -> dict:
+    return dict(section="posttrain", field=field, **kw)
+
+
+POST_FLAGS: dict = {
+    **{k: v for k, v in FLAGS.items() if k not in _PRETRAIN_ONLY},
+    "--data-path": _post("data_path", nargs="+", help="JSONL(.gz) files: 'messages' "
+                         "conversations (sft) or prompt/chosen/rejected pairs (dpo)"),
+    "--valid-data-path": _post("valid_data_path", nargs="+",
+                               help="held-out JSONL of the same format, for --eval-interval"),
+    "--chat-template": _post("chat_template", help="a Jinja chat template file; default: the "
+                             "tokenizer_config.json's chat_template, else ChatML"),
+    "--strict": _post("strict", action="store_const", const=True,
+                      help="stop at the first bad record (default: skip and count per reason)"),
+    "--dpo-beta": _post("dpo_beta", type=float, help="DPO's beta (KL strength)"),
+    "--ref-cache-dir": _post("ref_cache_dir", help="where DPO's reference log-probs are "
+                             "cached (default: next to the first --data-path file)"),
+    "--pretrained-checkpoint": _post("pretrained_checkpoint", help="the starting model (an mcore "
+                                     "checkpoint dir), read weights only; default: --load when "
+                                     "it is not the --save dir"),
+    "--hf-load": _post("hf_load", help="start from a HuggingFace folder: converted through "
+                       "xlda.checkpoint_conversion into <save>/start_hf, the starting model"),
+}
+
+
+def _stage(argv: list) -> tuple[Optional[str], list]:
+    if argv and argv[0] in STAGES:
+        return argv[0], argv[1:]
+    if "--stage" in argv:
+        i = argv.index("--stage")
+        if i + 1 < len(argv) and argv[i + 1] in STAGES:
+            return argv[i + 1], argv[:i] + argv[i + 2:]
+    return None, argv
+
+
+def resolve(argv: Sequence[str]) -> tuple[PostRunConfig, argparse.Namespace, list]:
+    stage, rest = _stage(list(argv))
+    parser = build_parser(POST_FLAGS, prog="posttrain.py", base=PostRunConfig(),
+                          usage="%(prog)s {sft,dpo} [-h] [--config RECIPE] [--print-config] "
+                                "[FLAG ...]",
+                          description="SFT / DPO on megatron-core from a pretrained checkpoint "
+                                      "(Megatron-LM flag names over a --config recipe).")
+    args, unknown = parser.parse_known_args(rest)
+    if unknown:
+        _fail_unknown(parser, unknown, POST_FLAGS)
+    if stage is None:
+        raise ConfigError(f"give the stage first: posttrain.py {{{','.join(STAGES)}}} ...")
+    cfg = PostRunConfig.from_yaml(args.config) if getattr(args, "config", None) else PostRunConfig()
+    notes = []
+    if not hasattr(args, "xlda_mask") and cfg.model.attention_mask_type != "document":
+        notes.append(f"[xlda] attention mask {cfg.model.attention_mask_type} -> document "
+                     "(post-training packs whole conversations; no attention across them)")
+        cfg.model.attention_mask_type = "document"
+    cfg.posttrain.stage = stage
+    apply_flags(cfg, args, POST_FLAGS)
+    if cfg.data.tokenizer_type is None:
+        cfg.data.tokenizer_type = "HuggingFaceTokenizer"
+    cfg.model.validate()
+    cfg.validate()
+    return cfg, args, notes
+
+
+def trainer_class(stage: str):
+    from xlda.posttrain import trainer
+
+    return {"sft": trainer.SFTTrainer, "dpo": trainer.DPOTrainer}[stage]
+
+
+def _start_from_hf(cfg: PostRunConfig, say) -> None:
+    """--hf-load DIR: the existing converter writes an mcore checkpoint at this run's TP/PP."""
+    from pathlib import Path
+
+    from xlda.checkpoint_conversion.convert import ConvertConfig
+
+    if cfg.posttrain.pretrained_checkpoint:
+        raise ConfigError("--hf-load and --pretrained-checkpoint both given: start from one")
+    if not cfg.checkpoint.save:
+        raise ConfigError("--hf-load needs --save (the converted start goes to <save>/start_hf)")
+    out = Path(cfg.checkpoint.save) / "start_hf"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (out / "latest_checkpointed_iteration.txt").exists():
+        raise ConfigError(f"--hf-load in a multi-process run: convert first with "
+                          f"tools/checkpoint/convert.py --from hf --to mcore --load "
+                          f"{cfg.posttrain.hf_load} --save {out} and pass --load {out}")
+    if not (out / "latest_checkpointed_iteration.txt").exists():
+        say(f"[xlda] converting {cfg.posttrain.hf_load} -> {out} (mcore, TP "
+            f"{cfg.parallel.tensor_model_parallel_size} PP {cfg.parallel.pipeline_model_parallel_size})")
+        ConvertConfig(source="hf", target="mcore", load_dir=cfg.posttrain.hf_load,
+                      save_dir=str(out),
+                      target_tensor_parallel_size=cfg.parallel.tensor_model_parallel_size,
+                      target_pipeline_parallel_size=cfg.parallel.pipeline_model_parallel_size
+                      ).run()
+    cfg.posttrain.pretrained_checkpoint = str(out)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from xlda import quiet
+    from xlda.checkpoint_conversion.arch import ConversionError
+    from xlda.training.checkpointing import CheckpointError
+    from xlda.training.loop import TrainingDivergedError
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    rank0 = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
+    say = (lambda m: print(m, flush=True)) if rank0 else (lambda m: None)
+    try:
+        cfg, args, notes = resolve(argv)
+        if getattr(args, "print_config", False):
+            print(cfg.to_yaml(), end="")
+            return 0
+        for n in notes:
+            say(n)
+        import torch
+
+        if not torch.cuda.is_available():
+            quiet.install_cpu()
+        if cfg.posttrain.hf_load:
+            _start_from_hf(cfg, say)
+        trainer = trainer_class(cfg.posttrain.stage)(cfg)
+    except (ConfigError, ConversionError, ValueError) as e:
+        print(f"posttrain: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        try:
+            trainer.setup()
+        except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
+            print(f"posttrain: error: {e}", file=sys.stderr)
+            return 2
+        result = trainer.train()
+    except (TrainingDivergedError, CheckpointError) as e:
+        print(f"posttrain: error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        from xlda.training import dist_env
+
+        dist_env.shutdown()
+    say(f"[xlda] {cfg.posttrain.stage} done: iteration {result.iteration} ({result.exit_reason})")
+    return 0
