@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-# Reinstall when a requirement of setup.py (with the dev, lingua and curate extras) is missing or out of
+# Reinstall when a requirement of setup.py (with the dev, lingua, curate and posttrain extras) is missing or out of
 # range, when xlda is installed from another checkout (CI clones main elsewhere; an editable
 # install elsewhere would leave this checkout's C kernel unbuilt), or when the kernel is not
 # built here.
@@ -14,6 +14,6 @@ if [ "$ready" != yes ] || [ "${XLDA_FORCE_SETUP:-0}" = 1 ]; then
   [ "$ready" = yes ] || echo "[setup] installing: ${ready#no: }"
   # torch first, alone and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
   $PY -m pip install --quiet --disable-pip-version-check -c constraints-cpu.txt torch==2.13.0
-  $PY -m pip install --quiet --disable-pip-version-check -c constraints-cpu.txt -e '.[dev,lingua,curate]'
+  $PY -m pip install --quiet --disable-pip-version-check -c constraints-cpu.txt -e '.[dev,lingua,curate,posttrain]'
 fi
 $PY scripts/setup_check.py --versions

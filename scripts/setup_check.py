@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-EXTRAS = ("dev", "lingua", "curate")  # what scripts/setup.sh installs: -e '.[dev,lingua,curate]'
+EXTRAS = ("dev", "lingua", "curate", "posttrain")  # scripts/setup.sh: -e '.[dev,lingua,curate,posttrain]'
 
 
 def requirements(setup_py: Path) -> list[str]:
