@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -21,17 +20,14 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.data.fixtures
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for bench_preprocess
 
 from tests.data.fixtures import CORPUS_LANGS, corpus_docs, train_test_tokenizer, write_jsonl  # noqa: E402
 from xlda.curate.config import CurateConfig  # noqa: E402
 from xlda.data.tokenizer import build_tokenizer  # noqa: E402
 from xlda.paths import corpus_dir  # noqa: E402
 
-
-def _cpu() -> float:
-    """CPU seconds of this process and its reaped children (the executor's pool workers)."""
-    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+from bench_preprocess import _cpu  # noqa: E402  (CPU seconds incl. the executor's pool workers)
 
 
 def main(argv=None) -> int:
