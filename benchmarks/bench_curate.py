@@ -22,12 +22,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.data.fixtures
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for bench_preprocess
 
-from tests.data.fixtures import CORPUS_LANGS, corpus_docs, train_test_tokenizer, write_jsonl  # noqa: E402
+from tests.data.fixtures import CORPUS_LANGS, write_jsonl  # noqa: E402
 from xlda.curate.config import CurateConfig  # noqa: E402
-from xlda.data.tokenizer import build_tokenizer  # noqa: E402
-from xlda.paths import corpus_dir  # noqa: E402
 
-from bench_preprocess import _cpu  # noqa: E402  (CPU seconds incl. the executor's pool workers)
+from bench_preprocess import _cpu, bench_inputs  # noqa: E402  (_cpu counts pool workers too)
 
 
 def main(argv=None) -> int:
@@ -38,10 +36,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        tok_path = Path(args.tokenizer_model) if args.tokenizer_model else train_test_tokenizer(d, 16000)
-        tok = build_tokenizer("HuggingFaceTokenizer", tok_path)
-        docs = [doc for lang in CORPUS_LANGS for doc in corpus_docs(corpus_dir(), lang, args.docs_per_lang)]
-        texts = [doc["text"] for doc in docs]
+        tok, tok_path, docs, texts = bench_inputs(d, args.tokenizer_model, args.docs_per_lang)
         # One shard per language, as real dumps come; the read/filter stage runs one task each.
         srcs = [write_jsonl(d / f"bench.{lang}.jsonl.gz", [x for x in docs if x.get("lang") == lang], "gz")
                 for lang in CORPUS_LANGS]

@@ -48,6 +48,15 @@ def preprocess_tokens_per_s(tok_path, src, out, workers) -> tuple[float, float]:
     return report.tokens / (time.perf_counter() - t), report.tokens / (_cpu() - c)
 
 
+def bench_inputs(d: Path, tokenizer_model, docs_per_lang: int) -> tuple:
+    """(tokenizer, its path, documents, texts): the given tokenizer.json or a 16k BPE trained
+    in d, and the first docs_per_lang documents of each language of the real corpus."""
+    tok_path = Path(tokenizer_model) if tokenizer_model else train_test_tokenizer(d, 16000)
+    tok = build_tokenizer("HuggingFaceTokenizer", tok_path)
+    docs = [doc for lang in CORPUS_LANGS for doc in corpus_docs(corpus_dir(), lang, docs_per_lang)]
+    return tok, tok_path, docs, [doc["text"] for doc in docs]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokenizer-model", default=None, help="HF tokenizer.json (default: train a 16k BPE)")
@@ -58,10 +67,7 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        tok_path = Path(args.tokenizer_model) if args.tokenizer_model else train_test_tokenizer(d, 16000)
-        tok = build_tokenizer("HuggingFaceTokenizer", tok_path)
-        docs = [doc for lang in CORPUS_LANGS for doc in corpus_docs(corpus_dir(), lang, args.docs_per_lang)]
-        texts = [doc["text"] for doc in docs]
+        tok, tok_path, docs, texts = bench_inputs(d, args.tokenizer_model, args.docs_per_lang)
         src = write_jsonl(d / "bench.jsonl.gz", docs, "gz")
         mb = sum(len(t.encode()) for t in texts) / 1e6
         print(f"{len(texts)} docs ({mb:.1f} MB) of {', '.join(CORPUS_LANGS)}; tokenizer vocab {tok.vocab_size}; "

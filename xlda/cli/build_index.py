@@ -36,6 +36,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="[xlda] %(message)s", stream=sys.stdout)
     from xlda.cli.pretrain import resolve
+    from xlda.data.dataset import index_cache_dir
     from xlda.data.index_cache import cache_path, verify
     from xlda.training.batches import build_run_datasets
     from xlda.training.config import ConfigError
@@ -51,8 +52,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name, d in (("train", ds.train), ("valid", ds.valid), ("annealing", ds.annealing)):
         if d is None or d.index is None:
             continue
-        from xlda.data.dataset import index_cache_dir
-
         where = cache_path(index_cache_dir(d.config), d.cache_base)
         s = d.index.stats
         line = (f"{name}: {len(d)} samples, {where}; rho {s.get('rho')} (effective "

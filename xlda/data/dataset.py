@@ -28,7 +28,7 @@ from megatron.core.datasets.indexed_dataset import IndexedDataset
 from megatron.core.datasets.megatron_dataset import MegatronDataset
 from megatron.core.datasets.utils import Split
 
-from xlda.data.index_cache import find_cached, load_or_build, params_hash
+from xlda.data.index_cache import find_cached, is_cached, load_or_build, params_hash
 from xlda.data.mock import MockLanguageDataset, MockTokenizer
 from xlda.data.packing import PackedIndex, build_packed_index, default_num_samples
 from xlda.data.sampling import check_packable, language_probabilities, validate_rho
@@ -185,6 +185,11 @@ def index_params(config: XLDADatasetConfig, corpus: XLDACorpus, split: Split,
     }
 
 
+def index_cache_base(params: dict) -> str:
+    """The name of a split's cached index, from its index_params."""
+    return f"{params_hash(params)}-XLDADataset-{params['split']}"
+
+
 def index_cache_dir(config: XLDADatasetConfig) -> Optional[str]:
     if config.path_to_cache is not None or config.mock:
         return config.path_to_cache
@@ -204,7 +209,7 @@ class XLDADataset(MegatronDataset):
         self.doc_ids = split_ranges(dataset, config.split_matrix, index_split)
         params = index_params(config, dataset, index_split, num_samples, self.extra)
         cache_dir = index_cache_dir(config)
-        self.cache_base = f"{params_hash(params)}-XLDADataset-{index_split.name}"
+        self.cache_base = index_cache_base(params)
         if num_samples == 0:  # a split nobody reads (e.g. test): no index, nothing to check
             self.probs = [0.0] * len(self.languages)
             self.index = None
@@ -333,8 +338,7 @@ def build_xlda_datasets(
 SECONDS_PER_DOC, SECONDS_PER_SAMPLE = 1e-7, 1e-6
 
 
-def estimate_build_seconds(corpus: XLDACorpus, sizes: Sequence[Optional[int]],
-                           seq_length: int) -> float:
+def estimate_build_seconds(corpus: XLDACorpus, sizes: Sequence[Optional[int]]) -> float:
     docs = len(corpus)
     samples = sum(s if s is not None else docs for s in sizes)
     return 4 * (docs * SECONDS_PER_DOC + samples * SECONDS_PER_SAMPLE) + 10.0
@@ -357,13 +361,13 @@ def _build_missing_on_rank0(config: XLDADatasetConfig, sizes: list,
         n = sizes[split.value]
         if hi <= lo or n == 0:
             continue
-        base = f"{params_hash(index_params(config, corpus, split, n, extra))}" \
-               f"-XLDADataset-{split.name}"
-        if find_cached(cache_dir, base) is None:
+        # presence only: each rank verifies the arrays once, when it opens them
+        base = index_cache_base(index_params(config, corpus, split, n, extra))
+        if not is_cached(cache_dir, base):
             todo.append((split, n))
     if not todo:
         return
-    est = estimate_build_seconds(corpus, [n for _, n in todo], config.sequence_length)
+    est = estimate_build_seconds(corpus, [n for _, n in todo])
     minutes = timeout_minutes or max(30.0, 3 * est / 60 + 10)
     if dist.get_rank() == 0:
         logger.warning(

@@ -35,10 +35,6 @@ VERIFY_FULL_BYTES = 256 << 20
 SAMPLE_BLOCK = 1 << 16
 
 
-class IndexCacheError(RuntimeError):
-    pass
-
-
 def params_hash(params: dict) -> str:
     text = json.dumps(dict(params, format=FORMAT_VERSION), sort_keys=True, default=str)
     return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
@@ -128,7 +124,7 @@ def load_or_build(
         BUILD_COUNTER["builds"] += 1
         return build(None)
     final = cache_path(cache_dir, base)
-    if os.path.isfile(os.path.join(final, "description.json")) and verify(final) is None:
+    if is_cached(cache_dir, base) and verify(final) is None:
         return _load(final)
     os.makedirs(cache_dir, exist_ok=True)
     with open(os.path.join(cache_dir, f"{base}.lock"), "a+") as lock:
@@ -172,11 +168,17 @@ def load_or_build(
     return _load(final)
 
 
+def is_cached(cache_dir: Optional[str], base: str) -> bool:
+    """Whether a finished index is there (its description is written last); not verified."""
+    return cache_dir is not None and os.path.isfile(
+        os.path.join(cache_path(cache_dir, base), "description.json"))
+
+
 def find_cached(cache_dir: Optional[str], base: str) -> Optional[PackedIndex]:
     """The cached index if present and whole, else None (no lock, no build)."""
     if cache_dir is None:
         return None
     final = cache_path(cache_dir, base)
-    if os.path.isfile(os.path.join(final, "description.json")) and verify(final) is None:
+    if is_cached(cache_dir, base) and verify(final) is None:
         return _load(final)
     return None
