@@ -1,7 +1,6 @@
 """What the demo and the ablation say (issue 12.8): iteration ranges that match the trainer's,
 where the results went, reuse of prepared data, the ablation's own prefix, its run folder named
 for resolved values and one log file per preprocess step."""
-import argparse
 import json
 from pathlib import Path
 
@@ -50,25 +49,32 @@ def test_ablation_steps_use_its_prefix_and_separate_logs(tmp_path, monkeypatch, 
         out.write_text(json.dumps({"languages": langs}))
 
     monkeypatch.setattr(demo, "_run", fake_run)
-    page = lambda lang, i: {"id": f"lo/{lang}/p{i}.html", "lang": lang, "text": "x"}  # noqa: E731
-    monkeypatch.setattr(abl_corpus, "read_docs",
-                        lambda path, lang: [page(lang, i) for i in range(6)])
+    monkeypatch.setattr(abl_corpus, "num_documents", lambda prefix: 4 if "train" in prefix else 2)
+    page = lambda i: {"text": "x", abl_corpus.GROUP: f"p{i}"}  # noqa: E731
+    monkeypatch.setattr(abl_corpus, "read_docs", lambda paths, lang, spec: [page(i) for i in range(6)])
+    inputs = {}
+    for l in abl_corpus.LANGS:
+        (tmp_path / f"{l}.jsonl").write_text("")
+        inputs[l] = [tmp_path / f"{l}.jsonl"]
     lines = []
-    abl_corpus.prepare_data(tmp_path, tmp_path / "work", abl_corpus.LANGS, 2,
-                            {l: 3 for l in abl_corpus.LANGS}, log=lines.append)
+    abl_corpus.prepare_data(inputs, tmp_path / "work", abl_corpus.ReadSpec(group_key="page"), 2,
+                            log=lines.append)
     assert calls == ["tokenizer.log", "preprocess_train.log", "preprocess_heldout.log"]
     assert all(line.startswith("[ablation] ") for line in lines), lines
     assert "[ablation] preprocess (tools/preprocess_data.py): done" in lines
 
 
 def test_ablation_results_dir_names_resolved_values(tmp_path):
-    args = argparse.Namespace(size="tiny", train_iters=300, mix={"en": 0.7, "ko": 0.3},
-                              micro_batch_size=None, global_batch_size=None, seq_length=None,
-                              eval_samples=48, isolated_docs=48)
-    assert results_dir(tmp_path, args).name == \
-        "results_tiny_it300_mixen0.7-ko0.3_mb4_gb8_s256_e48_i48"
-    args.micro_batch_size, args.seq_length = 2, 128
-    assert "_mb2_gb8_s128_" in results_dir(tmp_path, args).name
+    from xlda.ablation.runs import AblationConfig
+
+    a = AblationConfig(data={}, size="tiny", train_iters=300, mix={"en": 0.7, "ko": 0.3},
+                       eval_samples=48, isolated_docs=48)
+    name = results_dir(tmp_path, a, "tok.json").name
+    assert name.startswith("results_tiny_it300_mixen0.7-ko0.3_mb8_gb8_s256_e48_i48_p128_d")
+    a = AblationConfig(data={}, size="tiny", micro_batch_size=2, seq_length=128)
+    assert "_it300_" in results_dir(tmp_path, a, "t").name
+    assert "_mb2_gb8_s128_" in results_dir(tmp_path, a, "t").name
+    assert results_dir(tmp_path, a, "t") != results_dir(tmp_path, a, "u")  # other data
 
 
 @pytest.mark.parametrize("it, exit_interval, expect", [

@@ -1,26 +1,35 @@
-"""``python examples/trillion7b/ablation/run_ablation.py``: the XLDA mask micro-ablation.
+"""``python examples/trillion7b/ablation/run_ablation.py``: the XLDA mask ablation.
 
-Real parallel text (LibreOffice help, en/ko/ja/zh) -> page-level held-out split -> tokenizer ->
-indexed data -> the tiny recipe trained with masks xlda / document / causal over several seeds
-(same data order and init per seed) -> held-out loss per language (Korean first) under
-``<workdir>/results_<tag>/``: runs.csv (every run x metric x eval mask x language), summary.csv
-(mean/std/min/max over seeds), paired.csv (per-seed differences vs causal), results.md, ablation.png. Data and finished runs are cached in
-the workdir, so an interrupted ablation resumes where it stopped.
+Per-language JSONL (default: the bundled LibreOffice help corpus, aligned by page) -> held-out
+split (aligned groups removed from training in every language) -> tokenizer -> indexed data ->
+the recipe trained with masks xlda / document / causal over several seeds (same data order and
+init per seed) -> held-out loss per language, the in-context transfer probe, paired differences
+against ``document`` with bootstrap 95% intervals -> ``<workdir>/results_<tag>/``: runs.csv,
+summary.csv, paired.csv, results.md, ablation.png (and ``--results-md``). Data and finished runs
+are cached in the workdir, so an interrupted ablation resumes where it stopped.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
 
 from xlda.ablation import report
-from xlda.ablation.corpus import LANGS, prepare_data
-from xlda.ablation.runs import MASKS, SIZES, AblationConfig, prepare_heldout, train_and_eval
+from xlda.ablation.corpus import LANGS, ReadSpec, prepare_data
+from xlda.ablation.runs import (BASELINE, GPU_MFU, MASKS, MIXES, SIZES, AblationConfig,
+                                gpu_minutes, prepare_heldout, run_flops, train_and_eval)
 from xlda.paths import REPO_ROOT, corpus_dir
+
+# The bundled corpus (../shared/corpus): four translations of the same help pages; the page is
+# the id after "lo/<locale>/". Used when no --input is given.
+LIBREOFFICE = {"files": "libreoffice_help.{lang}.jsonl.gz", "group_key": "id",
+               "group_pattern": r"^lo/[^/]+/(.+)$"}
 
 
 def _log(msg: str) -> None:
@@ -28,135 +37,240 @@ def _log(msg: str) -> None:
 
 
 def _mix(text: str) -> dict:
+    if text in MIXES:
+        return dict(MIXES[text])
     try:
         out = {k: float(v) for k, v in (kv.split("=") for kv in text.split(","))}
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--mix {text!r}: expected e.g. en=0.7,ko=0.1,ja=0.1,zh=0.1")
+        raise argparse.ArgumentTypeError(f"--mix {text!r}: a preset ({', '.join(MIXES)}) or "
+                                         f"shares like en=0.85,ko=0.1,ja=0.025,zh=0.025")
     return out
+
+
+def _input(text: str) -> tuple:
+    lang, sep, path = text.partition("=")
+    if not sep or not lang or not path:
+        raise argparse.ArgumentTypeError(f"--input {text!r}: expected LANG=PATH, e.g. "
+                                         f"ko=data/ko.jsonl.gz")
+    return lang, path
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", default=str(REPO_ROOT / "runs" / "ablation"))
-    p.add_argument("--seeds", type=int, default=3, help="seeds 1..N")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 1..N (>= 2 for intervals)")
     p.add_argument("--masks", default=",".join(MASKS))
-    p.add_argument("--train-iters", type=int, default=300,
-                   help="per run; ~0.15 s each for the tiny recipe on 2 idle cores")
-    p.add_argument("--size", choices=sorted(SIZES), default="tiny")
-    p.add_argument("--docs-per-lang", type=int, default=300,
-                   help="training documents per language (English gets --en-docs)")
-    p.add_argument("--en-docs", type=int, default=600)
-    p.add_argument("--heldout-pages", type=int, default=48,
-                   help="pages held out in every language (never trained on)")
-    p.add_argument("--mix", type=_mix, default={"en": 0.7, "ko": 0.1, "ja": 0.1, "zh": 0.1},
-                   help="training language shares P(l) (xlda_alpha=0, xlda_beta=mix)")
+    p.add_argument("--size", choices=sorted(SIZES), default="small",
+                   help="; ".join(f"{k}: {v.note}" for k, v in SIZES.items()))
+    p.add_argument("--train-iters", type=int, default=None, help="default: the size's")
+    g = p.add_argument_group("corpus (default: the bundled LibreOffice help corpus, by page)")
+    g.add_argument("--input", type=_input, action="append", default=None, metavar="LANG=PATH",
+                   help="a JSONL(.gz) file of one language; repeat per file and language")
+    g.add_argument("--text-key", default="text")
+    g.add_argument("--group-key", default=None,
+                   help="field that says which documents translate each other (e.g. page)")
+    g.add_argument("--group-pattern", default=None,
+                   help="regex applied to --group-key's value; its first group is the key")
+    g.add_argument("--no-script-filter", action="store_true",
+                   help="keep documents whose dominant script is not their language's")
+    g.add_argument("--heldout", type=int, default=128,
+                   help="held-out groups (aligned; removed in every language) or documents "
+                        "per language (no --group-key)")
+    g.add_argument("--max-train-docs", type=int, default=0, help="per language; 0 = all")
+    g.add_argument("--corpus", default=None, help="the bundled corpus' directory "
+                                                  "(default: xlda.paths.corpus_dir())")
+    p.add_argument("--mix", type=_mix, default=dict(MIXES["7b"]),
+                   help=f"training token shares P(l): {' or '.join(MIXES)} (default 7b: "
+                        f"en .85, ko .10, ja .025, zh .025), or en=..,ko=..")
     p.add_argument("--eval-samples", type=int, default=48)
     p.add_argument("--isolated-docs", type=int, default=48)
+    p.add_argument("--probe-context", type=int, default=None,
+                   help="probe context tokens (default: half the sequence)")
     p.add_argument("--micro-batch-size", type=int, default=None)
     p.add_argument("--global-batch-size", type=int, default=None)
     p.add_argument("--seq-length", type=int, default=None)
-    p.add_argument("--corpus", default=None, help="default: xlda.paths.corpus_dir()")
-    return p.parse_args(argv)
+    p.add_argument("--results-md", default=None,
+                   help="also write results.md here (and ablation.png beside it)")
+    args = p.parse_args(argv)
+    if args.input is None:
+        corpus = Path(args.corpus) if args.corpus else corpus_dir()
+        args.input = [(l, str(corpus / LIBREOFFICE["files"].format(lang=l))) for l in LANGS]
+        if args.group_key is None:
+            args.group_key, args.group_pattern = LIBREOFFICE["group_key"], LIBREOFFICE["group_pattern"]
+    inputs: dict = {}
+    for lang, path in args.input:
+        inputs.setdefault(lang, []).append(path)
+    args.inputs = inputs
+    return args
 
 
-def results_dir(work: Path, args) -> Path:
-    """Named for what the runs depend on; batch sizes and sequence length as the runs resolve
-    them (the recipe's unless overridden)."""
-    from xlda.ablation.runs import RECIPE
-    from xlda.training.config import RunConfig
+def ablation_config(args, data: dict, work: Path) -> AblationConfig:
+    return AblationConfig(data=data, masks=tuple(args.masks.split(",")),
+                          seeds=tuple(range(1, args.seeds + 1)), train_iters=args.train_iters,
+                          size=args.size, mix=args.mix, eval_samples=args.eval_samples,
+                          isolated_docs=args.isolated_docs, probe_context=args.probe_context,
+                          micro_batch_size=args.micro_batch_size,
+                          global_batch_size=args.global_batch_size, seq_length=args.seq_length,
+                          workdir=str(work))
 
-    recipe = RunConfig.from_yaml(RECIPE)
-    mb = args.micro_batch_size or recipe.training.micro_batch_size
-    gb = args.global_batch_size or recipe.training.global_batch_size
-    seq = args.seq_length or recipe.data.seq_length
-    mix = "-".join(f"{k}{v:g}" for k, v in args.mix.items())
-    tag = (f"{args.size}_it{args.train_iters}_mix{mix}_mb{mb}_gb{gb}_s{seq}"
-           f"_e{args.eval_samples}_i{args.isolated_docs}")
-    return work / f"results_{tag}"
+
+def results_dir(work: Path, a: AblationConfig, data_dir: str) -> Path:
+    """Named for what the runs depend on, as resolved (size presets filled in)."""
+    mix = "-".join(f"{k}{v:g}" for k, v in a.mix.items())
+    tag = (f"{a.size}_it{a.train_iters}_mix{mix}_mb{a.micro_batch_size}_gb"
+           f"{a.global_batch_size}_s{a.seq_length}_e{a.eval_samples}_i{a.isolated_docs}"
+           f"_p{a.probe_context or a.seq_length // 2}")
+    data = hashlib.sha1(data_dir.encode()).hexdigest()[:6]
+    return work / f"results_{tag}_d{data}"
 
 
 def run(args) -> dict:
     t0 = time.perf_counter()
     work = Path(args.workdir).resolve()
-    corpus = Path(args.corpus) if args.corpus else corpus_dir()
-    if not (corpus / "libreoffice_help.ko.jsonl.gz").exists():
-        raise SystemExit(f"[ablation] the corpus is not at {corpus} (libreoffice_help.*.jsonl.gz); "
-                         f"pass --corpus DIR")
-    train_docs = {l: (args.en_docs if l == "en" else args.docs_per_lang) for l in LANGS}
-    data = prepare_data(corpus, work, LANGS, args.heldout_pages, train_docs, log=_log)
-    a = AblationConfig(data=data, masks=tuple(args.masks.split(",")),
-                       seeds=tuple(range(1, args.seeds + 1)), train_iters=args.train_iters,
-                       size=args.size, mix=args.mix, eval_samples=args.eval_samples,
-                       isolated_docs=args.isolated_docs, micro_batch_size=args.micro_batch_size,
-                       global_batch_size=args.global_batch_size, seq_length=args.seq_length,
-                       workdir=str(work))
+    spec = ReadSpec(text_key=args.text_key, group_key=args.group_key,
+                    group_pattern=args.group_pattern, script_filter=not args.no_script_filter)
+    data = prepare_data(args.inputs, work, spec, args.heldout, args.max_train_docs, log=_log)
+    a = ablation_config(args, data, work)
     plan = a.build()
-    out = results_dir(work, args)
+    out = results_dir(work, a, data["tokenizer"])
     out.mkdir(parents=True, exist_ok=True)
     heldout = prepare_heldout(a)
-    _log(f"[ablation] held-out: {len(heldout['packed'])} packed batches, isolated docs per "
+    _log(f"[ablation] held-out: {len(heldout['packed'])} packed batches; isolated docs per "
          f"language " + ", ".join(f"{l} {sum(b['tokens'].shape[0] for b in bs)}"
-                                  for l, bs in heldout["isolated"].items()))
+                                  for l, bs in heldout["isolated"].items())
+         + "; probe items " + (", ".join(f"{l} {n}" for l, n in heldout["probe_items"].items())
+                               or "none (no --group-key: no translations known)"))
     rows, facts = [], []
-    for k, spec in enumerate(plan, 1):
-        done = out / f"run_{spec.name}.json"
+    for k, spec_ in enumerate(plan, 1):
+        done = out / f"run_{spec_.name}.json"
         if done.exists():
             r = json.loads(done.read_text())
-            _log(f"[ablation] ({k}/{len(plan)}) {spec.name}: reusing {done.name}")
+            _log(f"[ablation] ({k}/{len(plan)}) {spec_.name}: reusing {done.name}")
         else:
-            _log(f"[ablation] ({k}/{len(plan)}) {spec.name}: training {a.train_iters} iterations")
-            r = train_and_eval(spec, heldout, log=_log)
-            done.write_text(json.dumps(r))
+            _log(f"[ablation] ({k}/{len(plan)}) {spec_.name}: training {a.train_iters} iterations")
+            r = train_and_eval(spec_, heldout, log=_log)
+            tmp = done.with_suffix(".tmp")
+            tmp.write_text(json.dumps(r))
+            tmp.rename(done)  # a run file is whole or absent
         rows += r["rows"]
         facts.append(r["facts"])
     summary = report.aggregate(rows)
+    prows = report.paired_rows(rows, BASELINE)
     report.write_csv(rows, out / "runs.csv", report.RUN_FIELDS)
     report.write_csv(summary, out / "summary.csv", report.SUMMARY_FIELDS)
-    diffs = [d for m in report.METRICS for d in report.paired_differences(rows, m)]
-    report.write_csv(diffs, out / "paired.csv", report.PAIRED_FIELDS)
-    png = report.plot(summary, rows, out / "ablation.png")
+    report.write_csv(prows, out / "paired.csv", report.PAIRED_FIELDS)
+    png = report.plot(prows, rows, out / "ablation.png")
     wall = time.perf_counter() - t0
-    md = results_markdown(summary, rows, facts, args, wall, data)
+    md = results_markdown(summary, prows, rows, facts, args, a, wall, data, heldout)
     (out / "results.md").write_text(md)
+    if args.results_md:
+        dst = Path(args.results_md)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(md)
+        shutil.copyfile(png, dst.parent / png.name)
     _log(md)
-    _log(f"[ablation] wrote {out}/runs.csv, summary.csv, results.md, {png.name} "
-         f"({wall:.0f}s total)")
-    return {"summary": summary, "rows": rows, "facts": facts, "out": out}
+    _log(f"[ablation] wrote {out}/runs.csv, summary.csv, paired.csv, results.md, {png.name}"
+         + (f" and {args.results_md}" if args.results_md else "") + f" ({wall:.0f}s total)")
+    return {"summary": summary, "paired": prows, "rows": rows, "facts": facts, "out": out}
 
 
-def results_markdown(summary, rows, facts, args, wall, data) -> str:
+def _params(a: AblationConfig) -> str:
+    s = SIZES[a.size]
+    m = {"num_layers": 2, "hidden_size": 128, **s.model}
+    return f"{a.size}: {m['num_layers']} layers x {m['hidden_size']} ({s.note})"
+
+
+def results_markdown(summary, prows, rows, facts, args, a, wall, data, heldout) -> str:
     cmd = "python examples/trillion7b/ablation/run_ablation.py " + " ".join(sys.argv[1:])
     train_s = [f["train_s"] for f in facts]
+    tps = [f["tokens_per_s"] for f in facts if f.get("tokens_per_s")]
+    tokens = a.train_iters * a.global_batch_size * a.seq_length
+    held = {l: len(g) for l, g in data["heldout_groups"].items()}
+    gpu = run_flops("gpu")
     lines = [
-        "# XLDA micro-ablation: held-out loss per language", "",
+        "# XLDA mask ablation: held-out loss, in-context transfer, paired intervals", "",
+        "Generated by `bash examples/trillion7b/ablation/run_ablation.sh` (this whole file and "
+        "`ablation.png`; finished runs are cached under `runs/ablation/`, so rerunning it only "
+        "rewrites the report).", "",
+        "What it measures. The model is trained with the attention mask as the only difference: "
+        "`xlda` (a token sees earlier tokens of its own document and of documents in OTHER "
+        "languages), `document` (own document only: the standard practice XLDA replaces, so every "
+        "difference is taken against it) and `causal` (everything earlier). For one seed the three "
+        "masks see byte-identical batches and start from identical weights (init checksum and "
+        "sample-0 columns below). Held-out documents are never trained on; with an alignment key "
+        "their translations are removed from training in every language too.", "",
+        "- **packed**: held-out documents packed like training (>= 2 languages per sequence), "
+        "each model under its own mask.",
+        "- **single-document**: each held-out document alone (first sequence-length tokens); the "
+        "three masks coincide here, so this compares what the weights learned.",
+        "- **in-context transfer probe** (the mechanism the Trillion-7B report names): the loss "
+        "of the same target-language tokens preceded by (a) their English translation, (b) an "
+        "unrelated held-out English document cut to exactly the same length, (c) nothing; "
+        "transfer = (b) - (a). Only predictions made at target positions are scored, so under "
+        "the document mask the target sees only itself and the transfer is 0 by construction "
+        "(checked below and in tests/ablation/test_probe.py).",
+        "- **statistics**: per seed, metric(mask) - metric(document); the mean over seeds with a "
+        "percentile-bootstrap 95% interval over seeds. \"Excludes 0\" is the claim; \"includes "
+        "0\" means this run cannot tell the masks apart on that metric.", "",
+        f"Sizes: `small` (the default) is the largest model we found for which the whole default "
+        f"ablation (data preparation, 15 runs, evaluation) fits in 60 min on 2 CPU cores while "
+        f"each run still trains >= 250 iterations (0.5M tokens); this run's timing is below. "
+        f"`--size gpu` ({gpu['non_embedding'] / 1e6:.0f}M non-embedding parameters, sequence "
+        f"{SIZES['gpu'].seq_length}, {gpu['tokens'] / 1e6:.1f}M tokens per run) is sized for "
+        f"~{gpu_minutes():.0f} min of training for 15 runs on one H100 at an assumed "
+        f"{GPU_MFU:.0%} bf16 MFU (an estimate: not measured, no GPU was at hand); it needs a "
+        f"larger corpus than the bundled one (--input), which it would repeat ~6 times.", "",
+        "## This run", "",
         f"- command: `{cmd.strip()}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: "
         f"{platform.machine()} CPU, {os.cpu_count()} cores visible, OMP_NUM_THREADS="
-        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; training {min(train_s):.0f}-"
-        f"{max(train_s):.0f}s per run, {sum(train_s) / 60:.1f} min in all (this invocation: "
-        f"{wall:.0f}s wall, incl. data preparation unless cached)",
-        f"- model: tiny recipe ({args.size}), {args.train_iters} iterations; training mix "
-        + ", ".join(f"{k} {v:g}" for k, v in args.mix.items())
-        + f"; seeds 1..{args.seeds}; held-out: {len(data['heldout_pages'])} pages absent "
-        "from training in every language",
-        "- values: mean ± sample std [min, max] over seeds, nats/token; lower is better", "",
-        "## Packed held-out (>= 2 languages per sequence), each model evaluated with its own mask",
-        "", report.markdown_table(summary, "packed"), "",
-        "## Paired: loss(mask) - loss(causal) on the same seed (mean ± std; seeds won)", "",
-        "Same seed = same data order and init, so the seed-to-seed spread cancels.", "",
-        "packed, own mask:", "", report.paired_table(report.paired_differences(rows, "packed")),
-        "", "single-document:", "",
-        report.paired_table(report.paired_differences(rows, "isolated")), "",
-        "## Single-document held-out (first seq-length tokens; all masks coincide)", "",
-        report.markdown_table(summary, "isolated"), "",
-        "## Korean packed held-out, every model under every mask (mean ± std over seeds)", "",
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}",
+        f"- model: {_params(a)}; sequence {a.seq_length}, global batch {a.global_batch_size}, "
+        f"{a.train_iters} iterations = {tokens:,} training tokens per run",
+        f"- time: training {min(train_s):.0f}-{max(train_s):.0f} s per run, "
+        f"{sum(train_s) / 60:.1f} min for {len(facts)} runs; throughput "
+        + (f"{min(tps):,.0f}-{max(tps):,.0f} tokens/s" if tps else "n/a")
+        + f"; this invocation {wall / 60:.1f} min wall (cached runs and data are reused)",
+        "- training mix: " + ", ".join(f"{k} {v:g}" for k, v in a.mix.items())
+        + f"; seeds 1..{len(a.seeds)}; masks {', '.join(a.masks)}",
+        "- data: " + ", ".join(f"{l} {n} train docs" for l, n in data["train_docs"].items())
+        + "; held-out " + ("groups (absent from training in every language): " if data["aligned"]
+                           else "documents per language: ")
+        + ", ".join(f"{l} {n}" for l, n in held.items()),
+        f"- probe: {', '.join(f'{l} {n}' for l, n in heldout['probe_items'].items()) or 'none'}"
+        f" items; context {a.probe_context or a.seq_length // 2} tokens, target the rest",
+        "- intervals: percentile bootstrap of the mean per-seed difference (10,000 resamples "
+        f"of seeds); with {len(a.seeds)} seeds this is a small-sample interval, not an exact test", "",
+        "## Conclusion (generated from the intervals below)", "",
+        "Each line: the mean per-seed difference against `document` and its 95% interval.", "",
+        *report.conclusions(prows, rows), "",
+        "![ablation](ablation.png)", "",
+        "## Paired differences against `document` (same seed = same data and init)", "",
+        "Each cell: mean difference [bootstrap 95% interval], whether the interval excludes 0, "
+        "and on how many seeds the mask's value is lower.", "",
+        "Packed held-out loss, each model under its own mask (negative = mask better):", "",
+        report.paired_table(prows, "packed"), "",
+        "Single-document held-out loss (all masks coincide at evaluation; compares weights):", "",
+        report.paired_table(prows, "isolated"), "",
+        "In-context transfer (positive = the mask lets the model use the translation more):", "",
+        report.paired_table(prows, "transfer"), "",
+        "## In-context transfer probe", "",
+        "Target-language loss of the same tokens preceded by (a) its English translation, (b) an "
+        "unrelated held-out English document cut to the same length, (c) nothing; each model "
+        "under its own mask; mean over seeds.", "",
+        report.probe_table(rows), "",
+        "## Held-out loss (mean ± std [min, max] over seeds)", "",
+        "Packed, own mask:", "", report.markdown_table(summary, "packed"), "",
+        "Single document:", "", report.markdown_table(summary, "isolated"), "",
+        "Korean packed held-out, every model under every mask:", "",
         report.cross_mask_table(rows, "ko"), "",
-        "## Runs", "", "| run | train loss first -> last | init checksum | sample-0 token sum |",
-        "|---|---|---|---|",
+        "## Runs", "", "| run | train loss first -> last | tokens/s | init checksum | "
+        "sample-0 token sum |", "|---|---|---|---|---|",
     ]
     for f in facts:
         lines.append(f"| {f['name']} | {f['first_loss']:.3f} -> {f['last_loss']:.3f} | "
-                     f"{f['init_checksum']:.6f} | {f['first_sample_sum']} |")
+                     f"{f.get('tokens_per_s', 0):,.0f} | {f['init_checksum']:.6f} | "
+                     f"{f['first_sample_sum']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,31 +1,34 @@
-"""The ablation's data: a page-level held-out split of the parallel LibreOffice help corpus.
+"""The ablation's data: any per-language JSONL corpus, a held-out split, tokenizer, indexed data.
 
-The en/ko/ja/zh help sets translate the same pages (same path after ``lo/<locale>/``), so a
-held-out Korean page's English translation in training would leak its content. Held-out pages
-are therefore chosen by page key and removed from training in EVERY language. Documents whose
-script does not match their label (the ko/ja/zh sets are partly untranslated English) are dropped
-(xlda.data.lang_id's script heuristic), so "Korean" loss measures Korean text.
+Input is one or more JSONL files per language (``--input ko=PATH``), one document a line with a
+text field. Two ways to hold documents out:
+
+- **aligned** (``--group-key FIELD``, optionally ``--group-pattern REGEX`` whose first group is
+  the key): documents sharing a key are translations of each other. Held-out GROUPS are removed
+  from training in every language, so a held-out Korean page's English translation is never
+  trained on (its content would leak). The in-context transfer probe needs this alignment.
+- **per language** (no key): held-out documents are drawn in each language independently.
+
+Both draws rank by a SHA-1 of the key (or of the text), so the held-out set depends on neither file
+order nor seeds. Documents whose dominant script is not their language's are dropped by default
+(xlda.data.lang_id's script heuristic): in partly untranslated corpora, "Korean loss" should
+measure Korean text.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
+from xlda.data.jsonl import json_lines
 from xlda.data.lang_id import ScriptLangID
 
 LANGS = ("en", "ko", "ja", "zh")
-
-
-def page_key(doc_id: str) -> str:
-    """``lo/ko/text/sbasic/x.html`` -> ``text/sbasic/x.html`` (shared by all translations)."""
-    parts = doc_id.split("/", 2)
-    if len(parts) < 3 or parts[0] != "lo":
-        raise ValueError(f"document id {doc_id!r}: expected 'lo/<locale>/<path>' "
-                         f"(LibreOffice help corpus)")
-    return parts[2]
+GROUP = "_group"  # the alignment key a document carries through the split (None without a key)
 
 
 def _rank(key: str) -> str:
@@ -33,85 +36,180 @@ def _rank(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()
 
 
-def read_docs(path: Path, lang: str) -> list[dict]:
-    """Documents of one corpus file labelled ``lang`` whose dominant script is ``lang``'s."""
-    lid = ScriptLangID()
+@dataclass
+class ReadSpec:
+    """How to read one corpus: the text field, the alignment key, the script filter."""
+
+    text_key: str = "text"
+    group_key: Optional[str] = None
+    group_pattern: Optional[str] = None  # regex; its first group is the key (whole value if none)
+    script_filter: bool = True
+
+    def __post_init__(self):
+        self._re = re.compile(self.group_pattern) if self.group_pattern else None
+        if self._re is not None and not self.group_key:
+            raise ValueError("--group-pattern needs --group-key (the field it applies to)")
+
+    def group_of(self, doc: dict, where: str) -> Optional[str]:
+        if not self.group_key:
+            return None
+        if self.group_key not in doc:
+            raise ValueError(f"{where}: no field {self.group_key!r} (--group-key); fields: "
+                             f"{sorted(doc)}")
+        value = str(doc[self.group_key])
+        if self._re is None:
+            return value
+        m = self._re.search(value)
+        if m is None:
+            raise ValueError(f"{where}: {self.group_key} {value!r} does not match --group-pattern "
+                             f"{self.group_pattern!r}")
+        return m.group(1) if m.groups() else m.group(0)
+
+
+def read_docs(paths, lang: str, spec: ReadSpec = ReadSpec()) -> list[dict]:
+    """Documents of ``lang`` from ``paths`` (JSONL, optionally .gz): ``{"text", GROUP}`` each,
+    dropping those whose dominant script is not ``lang``'s (unless ``spec.script_filter`` is off)."""
+    lid = ScriptLangID() if spec.script_filter else None
     out = []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{line_no}: not JSON ({e})") from None
-            if d.get("lang") == lang and lid.detect(d["text"]) == lang:
-                out.append(d)
+    for path in ([paths] if isinstance(paths, (str, Path)) else paths):
+        for where, d, err in json_lines(path):
+            if err is not None:
+                raise ValueError(f"{where}: not JSON ({err})")
+            if not isinstance(d, dict) or not isinstance(d.get(spec.text_key), str):
+                raise ValueError(f"{where}: expected an object with a string field "
+                                 f"{spec.text_key!r} (--text-key)")
+            text = d[spec.text_key]
+            if not text.strip():  # preprocessing would drop it and shift the held-out keys
+                continue
+            if lid is not None and lid.detect(text) != lang:
+                continue
+            out.append({"text": text, GROUP: spec.group_of(d, where)})
     return out
 
 
 @dataclass
 class Split:
     train: dict  # {lang: [doc, ...]}
-    heldout: dict  # {lang: [doc, ...]}, the same pages in every language
-    heldout_pages: list
+    heldout: dict  # {lang: [doc, ...]}
+    heldout_groups: list  # aligned split: the held-out keys (a language may lack some); else []
 
 
-def split_pages(docs: dict, heldout_pages: int, train_docs: dict) -> Split:
-    """Pick ``heldout_pages`` pages present (in the right script) in every language, by hash
-    rank; train on the first ``train_docs[lang]`` remaining documents of each language."""
-    keys = {lang: {page_key(d["id"]): d for d in ds} for lang, ds in docs.items()}
-    common = set.intersection(*(set(k) for k in keys.values()))
-    if len(common) < heldout_pages:
-        raise ValueError(f"only {len(common)} pages exist in all of {list(docs)} (after the "
-                         f"script filter); ask for fewer held-out pages (--heldout-pages)")
-    held = sorted(sorted(common, key=_rank)[:heldout_pages])
-    held_set = set(held)
-    heldout = {lang: [keys[lang][k] for k in held] for lang in docs}
-    train = {}
+def split_groups(docs: dict, heldout_groups: int, max_train_docs: int = 0) -> Split:
+    """Hold out ``heldout_groups`` alignment groups, those present in the most languages first
+    (ties by hash), and remove them from training in EVERY language. ``max_train_docs`` > 0 caps
+    each language's training documents (file order kept)."""
+    present: dict = {}
     for lang, ds in docs.items():
-        rest = [d for d in ds if page_key(d["id"]) not in held_set]
-        train[lang] = rest[:train_docs[lang]]
-    return Split(train, heldout, held)
+        for d in ds:
+            if d[GROUP] is None:
+                raise ValueError(f"{lang}: a document has no alignment key; pass --group-key")
+            present.setdefault(d[GROUP], set()).add(lang)
+    if len(present) < heldout_groups:
+        raise ValueError(f"only {len(present)} alignment groups in {list(docs)}; ask for fewer "
+                         f"held-out groups (--heldout)")
+    held = sorted(present, key=lambda g: (-len(present[g]), _rank(g)))[:heldout_groups]
+    held_set = set(held)
+    heldout, train = {}, {}
+    for lang, ds in docs.items():
+        first = {}
+        for d in ds:  # one document per group and language is scored (the first in file order)
+            if d[GROUP] in held_set:
+                first.setdefault(d[GROUP], d)
+        heldout[lang] = [first[g] for g in sorted(first, key=_rank)]
+        rest = [d for d in ds if d[GROUP] not in held_set]
+        train[lang] = rest[:max_train_docs] if max_train_docs else rest
+    return Split(train, heldout, sorted(held, key=_rank))
 
 
-def write_jsonl(docs: list[dict], path: Path) -> Path:
+def split_per_language(docs: dict, heldout_docs: int, max_train_docs: int = 0) -> Split:
+    """No alignment: hold out ``heldout_docs`` documents per language, ranked by a hash of their
+    text (identical texts go the same way, so a duplicate cannot sit on both sides)."""
+    heldout, train = {}, {}
+    for lang, ds in docs.items():
+        ranked = sorted({_rank(d["text"]) for d in ds})
+        if len(ranked) <= heldout_docs:
+            raise ValueError(f"{lang}: only {len(ranked)} distinct documents; ask for fewer "
+                             f"held-out documents (--heldout)")
+        held = set(ranked[:heldout_docs])
+        heldout[lang] = sorted({_rank(d["text"]): d for d in ds if _rank(d["text"]) in held}.items())
+        heldout[lang] = [d for _, d in heldout[lang]]
+        rest = [d for d in ds if _rank(d["text"]) not in held]
+        train[lang] = rest[:max_train_docs] if max_train_docs else rest
+    return Split(train, heldout, [])
+
+
+def write_jsonl(docs: list[dict], path: Path, lang: str) -> Path:
+    """Write ``docs`` as the project's JSONL (``text``, ``lang``, ``group``) atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt", encoding="utf-8") as f:
         for d in docs:
-            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+            f.write(json.dumps({"text": d["text"], "lang": lang, "group": d[GROUP]},
+                               ensure_ascii=False) + "\n")
     tmp.rename(path)
     return path
 
 
-def prepare_data(corpus: Path, work: Path, langs, heldout_pages: int, train_docs: dict,
+def num_documents(prefix: str) -> int:
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    return len(IndexedDataset(prefix, multimodal=False))
+
+
+def _tag(inputs: dict, spec: ReadSpec, heldout: int, max_train_docs: int) -> str:
+    # The prepared data depend on the input files (path, size, mtime) and the split settings.
+    h = hashlib.sha1()
+    for lang in sorted(inputs):
+        for p in inputs[lang]:
+            st = Path(p).stat()
+            h.update(f"{lang}|{Path(p).resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    h.update(json.dumps([spec.text_key, spec.group_key, spec.group_pattern, spec.script_filter,
+                         heldout, max_train_docs]).encode())
+    return h.hexdigest()[:12]
+
+
+def prepare_data(inputs: dict, work: Path, spec: ReadSpec, heldout: int, max_train_docs: int = 0,
                  log=print) -> dict:
-    """Build (or reuse) split -> tokenizer -> indexed datasets under ``work``; returns paths.
+    """Build (or reuse) split -> tokenizer -> indexed datasets under ``work``; returns paths and
+    the held-out documents' alignment keys (``heldout_groups[lang][i]`` is document i's key).
 
     Everything depends only on the arguments, so it is cached in a directory named for them.
     """
     from xlda import demo  # the demo's tokenizer/preprocess steps (the project's own tools)
 
-    tag = "_".join(f"{l}{train_docs[l]}" for l in langs) + f"_h{heldout_pages}"
-    root = work / f"data_{tag}"
+    langs = list(inputs)
+    missing = set(demo.LANGS) - set(langs)
+    if missing:  # the tokenizer step extends an English base with ko/ja/zh
+        raise ValueError(f"--input must cover {list(demo.LANGS)} (the tokenizer's languages); "
+                         f"missing {sorted(missing)}")
+    inputs = {l: [Path(p) for p in (ps if isinstance(ps, (list, tuple)) else [ps])]
+              for l, ps in inputs.items()}
+    for lang, ps in inputs.items():
+        for p in ps:
+            if not p.exists():
+                raise FileNotFoundError(f"--input {lang}={p}: no such file")
+    root = work / f"data_{_tag(inputs, spec, heldout, max_train_docs)}"
     done = root / "prepared.json"
     if done.exists():
         log(f"[ablation] reusing prepared data {root}")
         return json.loads(done.read_text())
     root.mkdir(parents=True, exist_ok=True)
-    log(f"[ablation] reading {corpus} ({', '.join(langs)}), script-filtered")
-    docs = {l: read_docs(corpus / f"libreoffice_help.{l}.jsonl.gz", l) for l in langs}
-    sp = split_pages(docs, heldout_pages, train_docs)
+    log(f"[ablation] reading {', '.join(f'{l}={[str(p) for p in ps]}' for l, ps in inputs.items())}"
+        + (" (script-filtered)" if spec.script_filter else ""))
+    docs = {l: read_docs(inputs[l], l, spec) for l in langs}
+    if spec.group_key:
+        sp = split_groups(docs, heldout, max_train_docs)
+    else:
+        sp = split_per_language(docs, heldout, max_train_docs)
     for l in langs:
-        log(f"[ablation]   {l}: {len(docs[l])} docs in script; train {len(sp.train[l])}, "
+        log(f"[ablation]   {l}: {len(docs[l])} docs kept; train {len(sp.train[l])}, "
             f"held-out {len(sp.heldout[l])}")
-    train_files = {l: write_jsonl(sp.train[l], root / "corpus" / "train" / f"{l}.jsonl.gz")
+    train_files = {l: write_jsonl(sp.train[l], root / "corpus" / "train" / f"{l}.jsonl.gz", l)
                    for l in langs}
-    held_files = {l: write_jsonl(sp.heldout[l], root / "corpus" / "heldout" / f"{l}.jsonl.gz")
+    held_files = {l: write_jsonl(sp.heldout[l], root / "corpus" / "heldout" / f"{l}.jsonl.gz", l)
                   for l in langs}
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
-    if set(demo.LANGS) - set(langs):  # the demo's tokenizer step wants all four languages
-        raise ValueError(f"langs must include {list(demo.LANGS)} (the tokenizer's languages)")
     step_log = lambda msg: log(f"[ablation] {msg}")  # noqa: E731 - the demo's steps, our prefix
     tok = demo.build_tokenizer(train_files, root / "tokenizer", logs, log=step_log)
     prefixes = {}
@@ -120,10 +218,18 @@ def prepare_data(corpus: Path, work: Path, langs, heldout_pages: int, train_docs
         demo.preprocess(files, tok, prefix, logs, log=step_log, log_name=f"preprocess_{name}.log")
         manifest = json.loads(Path(str(prefix) + ".manifest.json").read_text())
         prefixes[name] = {l: manifest["languages"][l]["prefix"] for l in langs}
+        for l in langs:  # preprocess must keep every document (the keys are positional)
+            n = num_documents(prefixes[name][l])
+            want = len((sp.train if name == "train" else sp.heldout)[l])
+            if n != want:
+                raise RuntimeError(f"preprocess kept {n} of {want} {name} documents in {l}; "
+                                   f"see {logs}")
     out = {
-        "tokenizer": str(tok), **prefixes, "heldout_pages": sp.heldout_pages,
-        "train_ids": {l: [d["id"] for d in sp.train[l]] for l in langs},
-        "heldout_ids": {l: [d["id"] for d in sp.heldout[l]] for l in langs},
+        "tokenizer": str(tok), **prefixes, "aligned": bool(spec.group_key),
+        "heldout_groups": {l: [d[GROUP] for d in sp.heldout[l]] for l in langs},
+        "train_docs": {l: len(sp.train[l]) for l in langs},
+        "train_groups": ({l: sorted({d[GROUP] for d in sp.train[l]}) for l in langs}
+                         if spec.group_key else None),
     }
     done.write_text(json.dumps(out, indent=1))
     return out

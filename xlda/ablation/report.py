@@ -1,32 +1,30 @@
 """Aggregation and output of the ablation: per-run CSV, summary CSV (mean/std/min/max over seeds),
-a Markdown table and a PNG (matplotlib, Agg backend)."""
+paired differences against the document mask with bootstrap intervals (stats.py), the probe's
+transfer, Markdown tables, plain-words conclusions and a PNG (matplotlib, Agg backend)."""
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
+
+from xlda.ablation.stats import mean_std, paired
 
 RUN_FIELDS = ("mask", "seed", "metric", "eval_mask", "lang", "loss", "tokens")
 SUMMARY_FIELDS = ("metric", "mask", "lang", "n", "mean", "std", "min", "max")
-PAIRED_FIELDS = ("metric", "mask", "baseline", "lang", "n", "mean", "std", "wins")
-METRICS = ("packed", "isolated")
+PAIRED_FIELDS = ("metric", "mask", "baseline", "key", "n", "mean", "std", "ci_lo", "ci_hi",
+                 "excludes_zero", "lower")
+MASK_COLOURS = {"xlda": 0, "document": 1, "causal": 2}  # matplotlib C<n>, fixed per mask
+METRICS = ("packed", "isolated", "probe_translation", "probe_unrelated", "probe_none")
+QUANTITIES = {  # what the paired analysis reports, and how it reads
+    "packed": "packed held-out loss, own mask (lower is better)",
+    "isolated": "single-document held-out loss (lower is better)",
+    "transfer": "in-context transfer = loss(unrelated) - loss(translation) (higher = more transfer)",
+}
 
 
 def lang_order(langs) -> list:
     """Korean first, then the rest in their given order."""
     langs = list(dict.fromkeys(langs))
     return (["ko"] if "ko" in langs else []) + [l for l in langs if l != "ko"]
-
-
-def mean_std(xs) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1; 0.0 for a single value)."""
-    xs = [float(x) for x in xs]
-    if not xs:
-        raise ValueError("mean_std: no values")
-    m = sum(xs) / len(xs)
-    if len(xs) == 1:
-        return m, 0.0
-    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
@@ -86,41 +84,53 @@ def markdown_table(summary: list[dict], metric: str) -> str:
     return "\n".join(lines)
 
 
-def plot(summary: list[dict], rows: list[dict], path: Path) -> Path:
-    """Two panels (packed with own mask, isolated): per language, one bar per mask (mean, error
-    bar = std) with each seed's value as a dot."""
+def plot(prows: list[dict], rows: list[dict], path: Path) -> Path:
+    """Three panels: paired differences vs the baseline mask (packed, single-document), and the
+    probe's transfer per mask. Per language, one marker per mask: mean with its bootstrap 95%
+    interval; each seed's value as a dot. A dashed line marks 0."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [m for m in METRICS if any(s["metric"] == m for s in summary)]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        sel = [s for s in summary if s["metric"] == metric]
-        langs = lang_order(s["lang"] for s in sel)
-        masks = list(dict.fromkeys(s["mask"] for s in sel))
+    from xlda.ablation.stats import bootstrap_ci
+
+    panels = [(q, [r for r in prows if r["metric"] == q]) for q in ("packed", "isolated")]
+    tr = values(rows, "transfer")
+    if tr:  # absolute transfer (the document mask's is 0 by construction)
+        keys = sorted({(k[0], k[2]) for k in tr}, key=lambda mk: mk)
+        sel = []
+        for mask, lang in keys:
+            xs = [v for k, v in sorted(tr.items()) if k[0] == mask and k[2] == lang]
+            lo, hi = bootstrap_ci(xs)
+            sel.append({"mask": mask, "key": lang, "mean": mean_std(xs)[0], "ci_lo": lo,
+                        "ci_hi": hi, "diffs": xs})
+        panels.append(("transfer", sel))
+    panels = [(q, sel) for q, sel in panels if sel]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 4),
+                             squeeze=False)
+    titles = {"packed": "packed held-out loss: mask - document",
+              "isolated": "single-document loss: mask - document",
+              "transfer": "probe transfer: loss(unrelated) - loss(translation)"}
+    for ax, (q, sel) in zip(axes[0], panels):
+        langs = lang_order(r["key"] for r in sel)
+        masks = list(dict.fromkeys(r["mask"] for r in sel))
         width = 0.8 / max(len(masks), 1)
         for j, mask in enumerate(masks):
-            xs, ms, ss = [], [], []
             for i, lang in enumerate(langs):
-                s = next((s for s in sel if s["mask"] == mask and s["lang"] == lang), None)
-                if s is None:
+                r = next((r for r in sel if r["mask"] == mask and r["key"] == lang), None)
+                if r is None:
                     continue
                 x = i + (j - (len(masks) - 1) / 2) * width
-                xs.append(x), ms.append(s["mean"]), ss.append(s["std"])
-                pts = [float(r["loss"]) for r in rows if r["metric"] == metric
-                       and r["mask"] == mask and r["eval_mask"] == mask and r["lang"] == lang]
-                ax.plot([x] * len(pts), pts, "k.", ms=3)
-            ax.bar(xs, ms, width, yerr=ss, capsize=3, label=mask, alpha=0.8)
+                ax.errorbar([x], [r["mean"]], yerr=[[r["mean"] - r["ci_lo"]], [r["ci_hi"] - r["mean"]]],
+                            fmt="o", color=f"C{MASK_COLOURS.get(mask, j)}", capsize=3,
+                            label=mask if i == 0 else None)
+                ax.plot([x] * len(r["diffs"]), r["diffs"], ".", color="0.4", ms=3)
+        ax.axhline(0.0, color="k", ls="--", lw=0.8)
         ax.set_xticks(range(len(langs)), langs)
-        lo = min(s["min"] for s in sel)
-        hi = max(s["max"] for s in sel)
-        ax.set_ylim(lo - 0.1 * (hi - lo + 1e-9) - 0.05, hi + 0.1 * (hi - lo + 1e-9) + 0.05)
-        ax.set_ylabel("held-out loss (nats/token)")
-        ax.set_title({"packed": "packed held-out, each model's own mask",
-                      "isolated": "single-document held-out (mask-independent)"}[metric])
-        ax.legend()
+        ax.set_ylabel("nats/token")
+        ax.set_title(titles[q], fontsize=10)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,38 +154,89 @@ def cross_mask_table(rows: list[dict], lang: str, metric: str = "packed") -> str
     return "\n".join(lines)
 
 
-def paired_differences(rows: list[dict], metric: str = "packed", baseline: str = "causal") -> list[dict]:
-    """Per (mask, lang): loss(mask) - loss(baseline) on the SAME seed (same data and init), mean
-    and std over seeds, and how many seeds the mask wins (difference < 0). Seed-to-seed spread
-    is shared by all masks, so paired differences show the mask effect more clearly."""
-    own = {(r["mask"], int(r["seed"]), r["lang"]): float(r["loss"]) for r in rows
-           if r["metric"] == metric and r["eval_mask"] == r["mask"]}
-    masks = [m for m in dict.fromkeys(k[0] for k in own) if m != baseline]
-    langs = lang_order(k[2] for k in own)
+def values(rows: list[dict], quantity: str) -> dict:
+    """``{(mask, seed, lang): value}`` of one quantity, each model under its own mask:
+    a metric's loss, or ``transfer`` = probe_unrelated - probe_translation (same scored tokens)."""
+    own = {(r["mask"], int(r["seed"]), r["lang"], r["metric"]): float(r["loss"]) for r in rows
+           if r["eval_mask"] == r["mask"]}
+    if quantity != "transfer":
+        return {k[:3]: v for k, v in own.items() if k[3] == quantity}
+    return {k[:3]: own[k[:3] + ("probe_unrelated",)] - v for k, v in own.items()
+            if k[3] == "probe_translation" and k[:3] + ("probe_unrelated",) in own}
+
+
+def paired_rows(rows: list[dict], baseline: str) -> list[dict]:
+    """Paired differences vs ``baseline`` for every quantity and language (ko first)."""
     out = []
-    for mask in masks:
-        for lang in langs:
-            seeds = sorted(s for (m, s, l) in own if m == mask and l == lang
-                           and (baseline, s, lang) in own)
-            if not seeds:
-                continue
-            d = [own[(mask, s, lang)] - own[(baseline, s, lang)] for s in seeds]
-            m, sd = mean_std(d)
-            out.append({"metric": metric, "mask": mask, "baseline": baseline, "lang": lang,
-                        "n": len(d), "mean": m, "std": sd, "wins": sum(x < 0 for x in d)})
+    for q in QUANTITIES:
+        v = values(rows, q)
+        for r in paired(v, baseline, keys=lang_order(k[2] for k in v)):
+            out.append({"metric": q, **r})
     return out
 
 
-def paired_table(diffs: list[dict]) -> str:
-    """Rows = masks, columns = languages (ko first): ``mean ± std (wins/n)``."""
-    langs = lang_order(d["lang"] for d in diffs)
-    masks = list(dict.fromkeys(d["mask"] for d in diffs))
-    cell = {(d["mask"], d["lang"]): d for d in diffs}
-    base = diffs[0]["baseline"] if diffs else "causal"
+def _ci(r: dict) -> str:
+    return (f"{r['mean']:+.4f} [{r['ci_lo']:+.4f}, {r['ci_hi']:+.4f}] "
+            f"{'**excludes 0**' if r['excludes_zero'] else 'includes 0'}")
+
+
+def paired_table(prows: list[dict], metric: str) -> str:
+    """Rows = masks, columns = languages: ``mean [95% CI] excludes/includes 0 (lower k/n)``."""
+    sel = [r for r in prows if r["metric"] == metric]
+    langs = lang_order(r["key"] for r in sel)
+    masks = list(dict.fromkeys(r["mask"] for r in sel))
+    cell = {(r["mask"], r["key"]): r for r in sel}
+    base = sel[0]["baseline"] if sel else "document"
     lines = [f"| mask - {base} | " + " | ".join(langs) + " |", "|---|" + "---|" * len(langs)]
     for mask in masks:
         cells = [("-" if (mask, l) not in cell else
-                  f"{cell[(mask, l)]['mean']:+.4f} ± {cell[(mask, l)]['std']:.4f} "
-                  f"({cell[(mask, l)]['wins']}/{cell[(mask, l)]['n']})") for l in langs]
+                  f"{_ci(cell[(mask, l)])} (lower {cell[(mask, l)]['lower']}/{cell[(mask, l)]['n']})")
+                 for l in langs]
         lines.append(f"| {mask} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def probe_table(rows: list[dict]) -> str:
+    """Per (mask, language): mean over seeds of the three probe losses and the transfer."""
+    tr = values(rows, "transfer")
+    conds = {c: values(rows, f"probe_{c}") for c in ("translation", "unrelated", "none")}
+    masks = list(dict.fromkeys(k[0] for k in tr))
+    langs = lang_order(k[2] for k in tr)
+    lines = ["| mask | lang | (a) translation | (b) unrelated | (c) none | transfer (b)-(a) "
+             "mean ± std | seeds with transfer > 0 |", "|---|---|---|---|---|---|---|"]
+    for mask in masks:
+        for lang in langs:
+            ks = sorted(k for k in tr if k[0] == mask and k[2] == lang)
+            if not ks:
+                continue
+            m = {c: mean_std([conds[c][k] for k in ks])[0] for c in conds}
+            t, sd = mean_std([tr[k] for k in ks])
+            lines.append(f"| {mask} | {lang} | {m['translation']:.4f} | {m['unrelated']:.4f} | "
+                         f"{m['none']:.4f} | {t:+.5f} ± {sd:.5f} | "
+                         f"{sum(tr[k] > 0 for k in ks)}/{len(ks)} |")
+    return "\n".join(lines)
+
+
+def conclusions(prows: list[dict], rows: list[dict]) -> list[str]:
+    """Plain-words lines: per quantity and language, what the intervals say."""
+    out = []
+    for q, what in QUANTITIES.items():
+        sel = [r for r in prows if r["metric"] == q]
+        for lang in lang_order(r["key"] for r in sel):
+            parts = []
+            for r in (r for r in sel if r["key"] == lang):
+                if not r["excludes_zero"]:
+                    parts.append(f"{r['mask']} - {r['baseline']} {r['mean']:+.4f}, 95% CI "
+                                 f"[{r['ci_lo']:+.4f}, {r['ci_hi']:+.4f}] includes 0")
+                else:
+                    side = "lower" if r["ci_hi"] < 0 else "higher"
+                    parts.append(f"{r['mask']} - {r['baseline']} {r['mean']:+.4f}, 95% CI "
+                                 f"[{r['ci_lo']:+.4f}, {r['ci_hi']:+.4f}] excludes 0 "
+                                 f"({r['mask']} {side})")
+            out.append(f"- {what}, {lang}: " + "; ".join(parts))
+    base = values(rows, "transfer")
+    doc = [abs(v) for (m, _, _), v in base.items() if m == "document"]
+    if doc:
+        out.append(f"- the document mask's probe transfer is 0 by construction: largest "
+                   f"|transfer| over its runs and languages = {max(doc):.2e}")
+    return out

@@ -1,18 +1,19 @@
-"""The ablation's runs: one tiny-recipe training per (mask, seed) and its held-out evaluation.
+"""The ablation's runs: one training per (mask, seed) and its held-out evaluation.
 
 Fairness: a run's data order and initial weights depend on its seed only (the packing index and
 the init are seeded by ``training.seed``; the mask is not an input to either), so for one seed the
 three masks see byte-identical batches and start from identical weights; the mask is the only
 difference. Held-out data are fixed (their own seed, ``EVAL_SEED``), identical for every run.
 
-Two held-out metrics, per language:
+Held-out metrics, per language:
 - ``packed``: held-out documents packed like training (>= 2 languages per sequence), each model
-  evaluated with ITS OWN training mask, i.e. in the regime it was trained for (the usual choice;
-  evaluating an XLDA model under a causal mask would test a mismatch, not the method). Every
-  model is also evaluated under the other two masks (``eval_mask`` column of the CSV).
+  evaluated with ITS OWN training mask, i.e. in the regime it was trained for (evaluating an
+  XLDA model under a causal mask would test a mismatch, not the method). Every model is also
+  evaluated under the other two masks (``eval_mask`` column of the CSV).
 - ``isolated``: each held-out document alone in its sequence (its first seq_length tokens,
   padding masked out). With one document, xlda == document == causal, so this metric is
   mask-independent: it compares what the weights learned, not what the context allows.
+- ``probe_<condition>``: the in-context transfer probe (probe.py), own mask.
 """
 from __future__ import annotations
 
@@ -28,36 +29,95 @@ import torch
 from xlda.paths import REPO_ROOT
 
 MASKS = ("xlda", "document", "causal")
+BASELINE = "document"  # the standard practice XLDA replaces: differences are taken against it
 EVAL_SEED = 98765
 RECIPE = REPO_ROOT / "examples" / "trillion7b" / "tiny.yaml"
-SIZES = {  # --size: model overrides of the tiny recipe
-    "tiny": {},
-    "small": {"num_layers": 4, "hidden_size": 256, "num_attention_heads": 4,
-              "num_query_groups": 2, "ffn_hidden_size": 768},
+MIXES = {  # --mix presets: training token shares P(l)
+    "7b": {"en": 0.85, "ko": 0.10, "ja": 0.025, "zh": 0.025},  # Trillion-7B's 8.5 : 1 : 0.5
+    "uniform": {"en": 0.7, "ko": 0.1, "ja": 0.1, "zh": 0.1},  # ablation v1's mix
 }
+
+
+@dataclass(frozen=True)
+class Size:
+    """A --size preset: model overrides of the tiny recipe and the run shape it is sized for."""
+
+    model: dict
+    seq_length: int
+    micro_batch_size: int
+    global_batch_size: int
+    train_iters: int
+    bf16: bool = False
+    note: str = ""
+
+
+SIZES = {
+    "tiny": Size({}, 256, 8, 8, 300, note="2 layers x 128: the recipe as is (tests, quick looks)"),
+    # The default: the largest model for which 5 seeds x 3 masks, evaluation included, fit in
+    # 60 min on 2 CPU cores (measured; RESULTS.md gives the throughput).
+    "small": Size({"num_layers": 4, "hidden_size": 256, "num_attention_heads": 4,
+                   "num_query_groups": 2, "ffn_hidden_size": 768}, 256, 8, 8, 256,
+                  note="4 layers x 256, ~3M non-embedding parameters"),
+    # One H100, ~10 min for 15 runs (estimate: 6*N*D FLOPs at 15% bf16 MFU; not measured here).
+    "gpu": Size({"num_layers": 8, "hidden_size": 512, "num_attention_heads": 8,
+                 "num_query_groups": 4, "ffn_hidden_size": 1408}, 1024, 16, 32, 900, bf16=True,
+                note="8 layers x 512, ~24M non-embedding parameters, bf16"),
+}
+H100_BF16_FLOPS = 989e12  # dense peak
+GPU_MFU = 0.15  # what a model this small reaches on one H100, roughly; an assumption
+
+
+def run_flops(size: str, vocab: int = 2304, train_iters: Optional[int] = None) -> dict:
+    """Parameters and training FLOPs of one run of ``size``: 6 N per token for the weights plus
+    6 L S h for causal attention scores (forward + backward); the estimate behind --size gpu."""
+    z = SIZES[size]
+    m = {"num_layers": 2, "hidden_size": 128, "num_attention_heads": 4, "num_query_groups": 2,
+         "ffn_hidden_size": 256, **z.model}
+    L, h, ffn = m["num_layers"], m["hidden_size"], m["ffn_hidden_size"]
+    kv = m["num_query_groups"] * h // m["num_attention_heads"]
+    layer = h * (h + 2 * kv) + h * h + 3 * h * ffn  # qkv, output projection, SwiGLU MLP
+    n = L * layer + 2 * vocab * h  # untied input and output embeddings
+    tokens = (train_iters or z.train_iters) * z.global_batch_size * z.seq_length
+    flops = tokens * (6 * n + 6 * L * z.seq_length * h)
+    return {"params": n, "non_embedding": L * layer, "tokens": tokens, "flops": flops}
+
+
+def gpu_minutes(runs: int = 15, size: str = "gpu", mfu: float = GPU_MFU) -> float:
+    """Estimated training minutes of ``runs`` runs of ``size`` on one H100 at ``mfu``."""
+    return runs * run_flops(size)["flops"] / (H100_BF16_FLOPS * mfu) / 60
 
 
 @dataclass
 class AblationConfig:
-    """What to train: the tiny recipe on prepared data, per mask and seed."""
+    """What to train: the tiny recipe resized by ``size``, on prepared data, per mask and seed.
+    ``None`` for iterations, batch sizes and sequence length means the size preset's value."""
 
-    data: dict  # prepare_data's output: tokenizer, train/heldout prefixes per language
+    data: dict  # prepare_data's output: tokenizer, train/heldout prefixes, held-out keys
     masks: tuple = MASKS
-    seeds: tuple = (1, 2, 3)
-    train_iters: int = 300
-    size: str = "tiny"
-    mix: dict = field(default_factory=lambda: {"en": 0.7, "ko": 0.1, "ja": 0.1, "zh": 0.1})
+    seeds: tuple = (1, 2, 3, 4, 5)
+    train_iters: Optional[int] = None
+    size: str = "small"
+    mix: dict = field(default_factory=lambda: dict(MIXES["7b"]))
     eval_samples: int = 48  # packed held-out sequences
     isolated_docs: int = 64  # per language, at most
+    probe_source: str = "en"
+    probe_context: Optional[int] = None  # tokens of context (default: half the sequence)
     micro_batch_size: Optional[int] = None
     global_batch_size: Optional[int] = None
     seq_length: Optional[int] = None
     workdir: Optional[str] = None  # run dirs (metrics.jsonl) go under it
 
-    def build(self) -> list["RunSpec"]:
-        """The run plan: seed-major, so partial results cover every mask for early seeds."""
+    def __post_init__(self):
         if self.size not in SIZES:
             raise ValueError(f"--size {self.size!r}: choose one of {sorted(SIZES)}")
+        preset = SIZES[self.size]
+        self.train_iters = self.train_iters or preset.train_iters
+        self.micro_batch_size = self.micro_batch_size or preset.micro_batch_size
+        self.global_batch_size = self.global_batch_size or preset.global_batch_size
+        self.seq_length = self.seq_length or preset.seq_length
+
+    def build(self) -> list["RunSpec"]:
+        """The run plan: seed-major, so partial results cover every mask for early seeds."""
         bad = [m for m in self.masks if m not in MASKS]
         if bad:
             raise ValueError(f"unknown mask(s) {bad}; choose from {list(MASKS)}")
@@ -75,28 +135,25 @@ class RunSpec:
         return f"{self.mask}_seed{self.seed}"
 
     def run_config(self):
-        """The RunConfig of this run: tiny recipe + data + mask + seed (nothing else varies)."""
+        """The RunConfig of this run: recipe + size + data + mask + seed (nothing else varies)."""
         from xlda.training.config import RunConfig
 
         a = self.ablation
+        size = SIZES[a.size]
         cfg = RunConfig.from_yaml(RECIPE)
-        cfg.model = dataclasses.replace(cfg.model, attention_mask_type=self.mask, **SIZES[a.size])
-        if a.seq_length:
-            cfg.model.seq_length = a.seq_length
-            cfg.data.seq_length = a.seq_length
+        cfg.model = dataclasses.replace(cfg.model, attention_mask_type=self.mask, **size.model,
+                                        seq_length=a.seq_length, bf16=size.bf16)
         d = cfg.data
+        d.seq_length = a.seq_length
         d.paths = {l: [p] for l, p in a.data["train"].items()}
         d.tokenizer_type, d.tokenizer_model = "HuggingFaceTokenizer", a.data["tokenizer"]
-        d.split = "100,0,0"  # held-out pages live in their own datasets
+        d.split = "100,0,0"  # held-out documents live in their own datasets
         d.xlda_alpha, d.xlda_beta = 0.0, dict(a.mix)  # P(l) = the mix exactly
         t = cfg.training
         t.seed, t.train_iters = self.seed, a.train_iters
         t.eval_interval, t.eval_iters = None, 0
-        if a.micro_batch_size:
-            t.micro_batch_size = a.micro_batch_size
-        if a.global_batch_size:
-            t.global_batch_size = a.global_batch_size
-        cfg.scheduler.lr_warmup_iters = min(cfg.scheduler.lr_warmup_iters, max(a.train_iters // 4, 1))
+        t.micro_batch_size, t.global_batch_size = a.micro_batch_size, a.global_batch_size
+        cfg.scheduler.lr_warmup_iters = max(a.train_iters // 20, 1)
         cfg.scheduler.lr_wsd_decay_iters = max(a.train_iters // 10, 1)
         cfg.logging.log_interval = max(a.train_iters // 4, 1)
         cfg.checkpoint.save = None
@@ -155,14 +212,16 @@ def loss_sums(model, batches, mode: str, num_langs: int) -> tuple[np.ndarray, np
     from xlda.attention.params import MaskParams
 
     sums, cnts = np.zeros(num_langs), np.zeros(num_langs)
+    device = next(model.parameters()).device
     model.eval()
     for b in batches:
+        b = {k: v.to(device) for k, v in b.items()}
         out = model(b["tokens"], b["position_ids"], MaskParams(b["doc_ids"], b["lang_ids"], mode),
                     labels=b["labels"], loss_mask=b["loss_mask"])
         m = b["loss_mask"].double()
-        li = b["lang_ids"].long().view(-1).numpy()
-        sums += np.bincount(li, (out.double() * m).view(-1).numpy(), minlength=num_langs)
-        cnts += np.bincount(li, m.view(-1).numpy(), minlength=num_langs)
+        li = b["lang_ids"].long().view(-1).cpu().numpy()
+        sums += np.bincount(li, (out.double() * m).view(-1).cpu().numpy(), minlength=num_langs)
+        cnts += np.bincount(li, m.view(-1).cpu().numpy(), minlength=num_langs)
     model.train()
     return sums, cnts
 
@@ -181,6 +240,7 @@ def init_checksum(model) -> float:
 
 def train_and_eval(spec: RunSpec, heldout: dict, log=print) -> dict:
     """Train one run, evaluate it on the held-out sets; rows for the CSV plus run facts."""
+    from xlda.ablation.probe import probe_losses
     from xlda.training.loop import Trainer
 
     cfg = spec.run_config()
@@ -203,31 +263,59 @@ def train_and_eval(spec: RunSpec, heldout: dict, log=print) -> dict:
         s, c = loss_sums(model, heldout["isolated"][lang], spec.mask, len(langs))
         rows.append({"metric": "isolated", "eval_mask": spec.mask, "lang": lang,
                      "loss": s[i] / c[i], "tokens": int(c[i])})
+    per_item = {}
+    for (lang, cond), (s, c) in probe_losses(model, heldout["probe"], spec.mask).items():
+        if c.sum():
+            rows.append({"metric": f"probe_{cond}", "eval_mask": spec.mask, "lang": lang,
+                         "loss": float(s.sum() / c.sum()), "tokens": int(c.sum())})
+            per_item[f"{lang}/{cond}"] = (s / c).tolist()  # per document, for the report
     for r in rows:
         r.update(mask=spec.mask, seed=spec.seed)
     hist = result.history
+    own = {(r["metric"], r["lang"]): r["loss"] for r in rows if r["eval_mask"] == spec.mask}
     facts = {"name": spec.name, "mask": spec.mask, "seed": spec.seed, "train_s": train_s,
+             "params": sum(p.numel() for p in model.parameters()),
+             "eval_s": time.perf_counter() - t0 - train_s,
              "iterations": result.iteration, "init_checksum": checksum,
+             "tokens_per_s": result.iteration * cfg.training.global_batch_size
+             * cfg.data.seq_length / train_s,
              "first_sample_sum": int(first.sum()),
              "first_loss": hist[0]["lm loss"] if hist else None,
              "last_loss": hist[-1]["lm loss"] if hist else None}
     log(f"[ablation] {spec.name}: {result.iteration} iters in {train_s:.0f}s, train loss "
         f"{facts['first_loss']:.3f} -> {facts['last_loss']:.3f}; held-out (own mask) " + ", ".join(
             f"{r['lang']} {r['loss']:.3f}" for r in rows
-            if r["metric"] == "packed" and r["eval_mask"] == spec.mask))
-    return {"rows": rows, "facts": facts}
+            if r["metric"] == "packed" and r["eval_mask"] == spec.mask) + "; probe transfer " + ", ".join(
+            f"{l} {own[('probe_unrelated', l)] - own[('probe_translation', l)]:+.4f}" for l in langs
+            if ("probe_translation", l) in own))
+    return {"rows": rows, "facts": facts, "probe_items": per_item}
+
+
+def heldout_docs(data: dict) -> dict:
+    """Held-out documents as token arrays, per language (in the order of ``heldout_groups``)."""
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    out = {}
+    for lang, prefix in data["heldout"].items():
+        ds = IndexedDataset(prefix, multimodal=False)
+        out[lang] = [np.asarray(ds[i], dtype=np.int64) for i in range(len(ds))]
+    return out
 
 
 def prepare_heldout(a: AblationConfig) -> dict:
-    """Packed and isolated held-out batches, built once and shared by every run."""
+    """Packed, isolated and probe held-out batches, built once and shared by every run."""
+    from xlda.ablation.probe import build_probe, probe_batches
     from xlda.data.tokenizer import build_tokenizer
 
-    from xlda.training.config import RunConfig
-
-    S = a.seq_length or RunConfig.from_yaml(RECIPE).data.seq_length
+    S = a.seq_length
     ds = heldout_dataset(a.data, S, a.eval_samples)
     eod = build_tokenizer("HuggingFaceTokenizer", a.data["tokenizer"]).eod
     iso = isolated_batches(a.data, S, a.isolated_docs, eod)
     assert tuple(ds.languages) == tuple(a.data["heldout"]), (ds.languages, list(a.data["heldout"]))
+    probe = {}
+    if a.data.get("aligned"):
+        probe = build_probe(heldout_docs(a.data), a.data["heldout_groups"], S, eod,
+                            source=a.probe_source, context_len=a.probe_context)
     return {"languages": tuple(ds.languages), "packed": packed_batches(ds, 8), "isolated": iso,
-            "seq_length": S}
+            "seq_length": S, "probe_items": {l: len(v) for l, v in probe.items()},
+            "probe": probe_batches(probe, S, eod)}

@@ -2,12 +2,11 @@
 (as preprocessing counts its skipped documents); ``strict`` turns the first one into an error."""
 from __future__ import annotations
 
-import gzip
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterator
 
+from xlda.data.jsonl import json_lines
 from xlda.posttrain.chat import RecordError
 
 EXAMPLES_KEPT = 5  # file:line examples reported per reason
@@ -41,11 +40,6 @@ class BadRecords:
         return {"counts": dict(self.counts), "examples": {k: list(v) for k, v in self.where.items()}}
 
 
-def _open(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else \
-        open(path, encoding="utf-8")
-
-
 def read_records(paths, convert: Callable, bad: BadRecords) -> Iterator:
     """``convert(record) -> item`` for every JSON line of ``paths``; a RecordError or a line that is
     not a JSON object is counted under its reason."""
@@ -53,20 +47,14 @@ def read_records(paths, convert: Callable, bad: BadRecords) -> Iterator:
         path = Path(p)
         if not path.is_file():
             raise FileNotFoundError(f"post-training data {path}: file not found")
-        with _open(path) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    bad.add("bad_json", where, str(e))
-                    continue
-                if not isinstance(rec, dict):
-                    bad.add("bad_json", where, "not a JSON object")
-                    continue
-                try:
-                    yield convert(rec)
-                except RecordError as e:
-                    bad.add(e.reason, where, str(e).split(": ", 1)[-1])
+        for where, rec, err in json_lines(path):
+            if err is not None:
+                bad.add("bad_json", where, err)
+                continue
+            if not isinstance(rec, dict):
+                bad.add("bad_json", where, "not a JSON object")
+                continue
+            try:
+                yield convert(rec)
+            except RecordError as e:
+                bad.add(e.reason, where, str(e).split(": ", 1)[-1])

@@ -1,0 +1,127 @@
+"""The ablation's corpus side: any per-language JSONL, an optional alignment key, and held-out
+splits that never leak into training."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.data.fixtures import write_jsonl
+from xlda.ablation.corpus import (GROUP, ReadSpec, prepare_data, read_docs, split_groups,
+                                  split_per_language)
+
+
+def _d(group, text="x"):
+    return {"text": text, GROUP: group}
+
+
+# -- reading -----------------------------------------------------------------------------------
+def test_group_key_field_and_pattern(tmp_path):
+    recs = [{"page": "p1", "text": "one"}, {"page": "p2", "text": "two"}]
+    p = write_jsonl(tmp_path / "en.jsonl", recs)
+    spec = ReadSpec(group_key="page", script_filter=False)
+    assert read_docs(p, "en", spec) == [_d("p1", "one"), _d("p2", "two")]
+    ids = [{"id": "lo/ko/text/a.html", "body": "가"}, {"id": "lo/en-US/text/a.html", "body": "b"}]
+    p2 = write_jsonl(tmp_path / "x.jsonl.gz", ids, compression="gz")
+    spec = ReadSpec(text_key="body", group_key="id", group_pattern=r"^lo/[^/]+/(.+)$",
+                    script_filter=False)
+    assert [d[GROUP] for d in read_docs(p2, "ko", spec)] == ["text/a.html", "text/a.html"]
+    assert read_docs(p, "en", ReadSpec(script_filter=False))[0][GROUP] is None  # no key
+
+
+def test_reading_errors_name_the_file_line_and_flag(tmp_path):
+    p = write_jsonl(tmp_path / "en.jsonl", [{"page": "p1", "text": "a"}, {"text": "b"}])
+    with pytest.raises(ValueError, match=r"en.jsonl:2: no field 'page' \(--group-key\)"):
+        read_docs(p, "en", ReadSpec(group_key="page", script_filter=False))
+    with pytest.raises(ValueError, match=r"en.jsonl:1: .*string field 'body' \(--text-key\)"):
+        read_docs(p, "en", ReadSpec(text_key="body", script_filter=False))
+    with pytest.raises(ValueError, match=r"en.jsonl:1: page 'p1' does not match --group-pattern"):
+        read_docs(p, "en", ReadSpec(group_key="page", group_pattern=r"^q(\d)$",
+                                    script_filter=False))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a"}\n{not json\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: not JSON"):
+        read_docs(bad, "en", ReadSpec(script_filter=False))
+    with pytest.raises(ValueError, match="--group-pattern needs --group-key"):
+        ReadSpec(group_pattern="x")
+
+
+def test_script_filter_and_blank_documents(tmp_path):
+    recs = [{"text": "한국어 도움말 페이지입니다"}, {"text": "Untranslated English page"},
+            {"text": "   "}]
+    p = write_jsonl(tmp_path / "ko.jsonl", recs)
+    assert [d["text"] for d in read_docs(p, "ko")] == ["한국어 도움말 페이지입니다"]
+    assert len(read_docs(p, "ko", ReadSpec(script_filter=False))) == 2  # blank always dropped
+
+
+# -- the aligned split -------------------------------------------------------------------------
+def test_aligned_split_removes_held_out_groups_from_training_in_every_language():
+    docs = {"en": [_d(g) for g in "abcdefgh"],
+            "ko": [_d(g) for g in "abcdefxy"],  # g,h only in en; x,y only in ko
+            "ja": [_d(g) for g in "abcz"]}
+    sp = split_groups(docs, 3)
+    assert len(sp.heldout_groups) == 3
+    # groups in the most languages first: a, b, c are in all three
+    assert set(sp.heldout_groups) == set("abc")
+    for lang, ds in docs.items():
+        assert {d[GROUP] for d in sp.heldout[lang]} == set("abc")
+        assert not {d[GROUP] for d in sp.train[lang]} & set("abc")
+        assert len(sp.train[lang]) == len(ds) - 3
+    # deterministic, independent of file order
+    rev = {l: ds[::-1] for l, ds in docs.items()}
+    assert split_groups(rev, 3).heldout_groups == sp.heldout_groups
+    assert [len(v) for v in split_groups(docs, 3, max_train_docs=2).train.values()] == [2, 2, 1]
+
+
+def test_aligned_split_duplicates_of_a_group_are_all_held_out_one_is_scored():
+    docs = {"en": [_d("a", "first"), _d("a", "second"), _d("b")], "ko": [_d("a"), _d("b")]}
+    sp = split_groups(docs, 1)
+    g = sp.heldout_groups[0]
+    assert not [d for d in sp.train["en"] if d[GROUP] == g]
+    if g == "a":
+        assert [d["text"] for d in sp.heldout["en"]] == ["first"]
+
+
+def test_aligned_split_errors():
+    with pytest.raises(ValueError, match="only 2 alignment groups.*--heldout"):
+        split_groups({"en": [_d("a"), _d("b")]}, 3)
+    with pytest.raises(ValueError, match="--group-key"):
+        split_groups({"en": [_d(None)]}, 1)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.dictionaries(st.sampled_from(["en", "ko", "ja", "zh"]),
+                       st.lists(st.integers(0, 30), min_size=1, max_size=40), min_size=1),
+       st.integers(1, 10))
+def test_no_held_out_group_leaks_into_training_in_any_language(groups, n):
+    docs = {l: [_d(f"g{g}", f"{l}{i}") for i, g in enumerate(gs)] for l, gs in groups.items()}
+    total = len({g for gs in groups.values() for g in gs})
+    if n > total:
+        with pytest.raises(ValueError):
+            split_groups(docs, n)
+        return
+    sp = split_groups(docs, n)
+    held = set(sp.heldout_groups)
+    assert len(held) == n
+    for l in docs:
+        assert not {d[GROUP] for d in sp.train[l]} & held
+        assert {d[GROUP] for d in sp.heldout[l]} == held & {d[GROUP] for d in docs[l]}
+        assert len(sp.train[l]) + sum(d[GROUP] in held for d in docs[l]) == len(docs[l])
+
+
+def test_per_language_split_without_key():
+    docs = {"en": [_d(None, t) for t in ["a", "b", "c", "d", "a"]], "ko": [_d(None, "x"), _d(None, "y")]}
+    sp = split_per_language(docs, 1)
+    for l in docs:
+        held = {d["text"] for d in sp.heldout[l]}
+        assert len(held) == 1 and not held & {d["text"] for d in sp.train[l]}
+    assert sp.heldout_groups == []
+    with pytest.raises(ValueError, match="ko: only 2 distinct documents"):
+        split_per_language(docs, 2)
+
+
+def test_prepare_data_names_the_missing_language_and_file(tmp_path):
+    with pytest.raises(ValueError, match=r"missing \['ja', 'zh'\]"):
+        prepare_data({"en": ["a"], "ko": ["b"]}, tmp_path, ReadSpec(), 2)
+    with pytest.raises(FileNotFoundError, match="--input en=.*nope.jsonl: no such file"):
+        prepare_data({l: [str(tmp_path / "nope.jsonl")] for l in ("en", "ko", "ja", "zh")},
+                     tmp_path, ReadSpec(), 2)

@@ -1,0 +1,193 @@
+"""The ablation's runs: the plan (the mask is the only difference), the held-out batches, an
+end-to-end micro run with the probe, and the command."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from xlda.ablation import report
+from xlda.ablation.corpus import LANGS
+from xlda.ablation.runs import (MASKS, AblationConfig, heldout_dataset, init_checksum,
+                                isolated_batches, loss_sums, prepare_heldout, train_and_eval)
+
+SEQ = 64
+
+
+def _ablation(data, **kw):
+    base = dict(data=data, seeds=(1, 2), train_iters=2, size="tiny", seq_length=SEQ,
+                micro_batch_size=2, global_batch_size=2, eval_samples=4, isolated_docs=3)
+    base.update(kw)
+    return AblationConfig(**base)
+
+
+def test_plan_mask_is_the_only_difference(tiny_data):
+    from xlda.training.batches import build_run_datasets
+
+    plan = _ablation(tiny_data, train_iters=6).build()
+    assert [(s.mask, s.seed) for s in plan] == [(m, s) for s in (1, 2) for m in MASKS]
+    cfgs = {(s.mask, s.seed): s.run_config() for s in plan}
+    for seed in (1, 2):
+        dicts = [cfgs[(m, seed)].to_dict() for m in MASKS]
+        assert [d["model"].pop("attention_mask_type") for d in dicts] == list(MASKS)
+        assert dicts[0] == dicts[1] == dicts[2]
+    samples = {}
+    for key, cfg in cfgs.items():
+        ds = build_run_datasets(cfg, log=lambda *a: None).train
+        assert len(ds) >= 4
+        samples[key] = torch.stack([ds[i]["tokens"] for i in range(len(ds))])
+    for seed in (1, 2):
+        assert torch.equal(samples[("xlda", seed)], samples[("document", seed)])
+        assert torch.equal(samples[("xlda", seed)], samples[("causal", seed)])
+    assert not torch.equal(samples[("xlda", 1)], samples[("xlda", 2)])
+
+
+def test_plan_rejects_unknown_mask_and_size(tiny_data):
+    with pytest.raises(ValueError, match="unknown mask"):
+        _ablation(tiny_data, masks=("xlda", "full")).build()
+    with pytest.raises(ValueError, match="--size"):
+        _ablation(tiny_data, size="huge")
+
+
+def test_heldout_packed_set_is_fixed_and_multilingual(tiny_data):
+    a = heldout_dataset(tiny_data, SEQ, 5)
+    b = heldout_dataset(tiny_data, SEQ, 5)
+    assert len(a) == 5
+    for i in range(5):
+        assert torch.equal(a[i]["tokens"], b[i]["tokens"])
+        assert len(torch.unique(a[i]["lang_ids"])) >= 2
+
+
+def test_isolated_batches_hold_one_document_each(tiny_data):
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    eod = 0
+    out = isolated_batches(tiny_data, SEQ, max_docs=3, eod=eod, batch=2)
+    assert list(out) == list(LANGS)
+    for li, lang in enumerate(LANGS):
+        ds = IndexedDataset(tiny_data["heldout"][lang])
+        b = torch.cat([x["tokens"] for x in out[lang]])
+        lab = torch.cat([x["labels"] for x in out[lang]])
+        m = torch.cat([x["loss_mask"] for x in out[lang]])
+        assert b.shape == (3, SEQ) and [x["tokens"].shape[0] for x in out[lang]] == [2, 1]
+        for r in range(3):
+            doc = torch.from_numpy(np.asarray(ds[r], dtype=np.int64))
+            k = min(len(doc) - 1, SEQ)
+            assert torch.equal(b[r, :k], doc[:k]) and torch.equal(lab[r, :k], doc[1:k + 1])
+            assert m[r].sum() == k and m[r, k:].sum() == 0
+        assert all((x["doc_ids"] == 0).all() and (x["lang_ids"] == li).all() for x in out[lang])
+
+
+# -- end to end --------------------------------------------------------------------------------
+def test_micro_run_same_init_and_data_isolated_mask_free_probe_zero_under_document(tiny_data):
+    """1 seed x 3 masks, 2 iterations: identical init and first sample across masks; the
+    single-document metric does not depend on the mask, the packed one does; the probe's
+    transfer is exactly 0 for the document-mask model and not for the others."""
+    from xlda.ablation.probe import probe_losses
+    from xlda.training.loop import Trainer
+
+    a = _ablation(tiny_data, seeds=(1,))
+    held = prepare_heldout(a)
+    assert held["probe_items"] == {"ko": 6, "ja": 6, "zh": 6}
+    results = [train_and_eval(spec, held, log=lambda *x: None) for spec in a.build()]
+    facts = [r["facts"] for r in results]
+    assert len({f["init_checksum"] for f in facts}) == 1
+    assert len({f["first_sample_sum"] for f in facts}) == 1
+    assert all(f["iterations"] == 2 and math.isfinite(f["last_loss"]) for f in facts)
+    rows = [row for r in results for row in r["rows"]]
+    # per run: packed x 3 eval masks x 4 languages + isolated x 4 + probe 3 conditions x 3
+    assert len(rows) == 3 * (3 * 4 + 4 + 3 * 3)
+    transfer = report.values(rows, "transfer")
+    assert {k: v for k, v in transfer.items() if k[0] == "document"} == {
+        ("document", 1, l): 0.0 for l in ("ko", "ja", "zh")}
+    for r in results:  # per document: the same under the document mask, not under the others
+        items = r["probe_items"]
+        for lang in ("ko", "ja", "zh"):
+            same = items[f"{lang}/translation"] == items[f"{lang}/unrelated"]
+            assert same == (r["facts"]["mask"] == "document"), (r["facts"]["name"], lang)
+    assert [len(results[0]["probe_items"][f"ko/{c}"]) for c in ("translation", "none")] == [6, 6]
+    # one trained model under every mask: isolated identical, packed not; probe per document
+    trainer = Trainer(a.build()[0].run_config(), print_fn=lambda *x: None).setup()
+    model = trainer.model_chunks[0]
+    iso = [loss_sums(model, held["isolated"]["ko"], m, 4)[0][1] for m in MASKS]
+    assert iso[0] == pytest.approx(iso[1], rel=1e-6) == pytest.approx(iso[2], rel=1e-6)
+    packed = [loss_sums(model, held["packed"], m, 4)[0].sum() for m in MASKS]
+    assert packed[0] != pytest.approx(packed[1], rel=1e-9)
+    doc = probe_losses(model, held["probe"], "document")
+    for lang in ("ko", "ja", "zh"):  # per document, not just on average
+        assert np.array_equal(doc[(lang, "translation")][0], doc[(lang, "unrelated")][0])
+        np.testing.assert_allclose(doc[(lang, "none")][0], doc[(lang, "translation")][0],
+                                   rtol=1e-5)  # shifted positions: RoPE is relative
+    xl = probe_losses(model, held["probe"], "xlda")
+    assert not np.array_equal(xl[("ko", "translation")][0], xl[("ko", "unrelated")][0])
+    assert init_checksum(model) == pytest.approx(facts[0]["init_checksum"], rel=1e-12)
+
+
+def test_cli_defaults_presets_and_errors():
+    from xlda.ablation.cli import LIBREOFFICE, parse_args
+    from xlda.ablation.runs import MIXES, SIZES
+
+    a = parse_args([])
+    assert (a.seeds, a.size, a.mix, a.heldout) == (5, "small", MIXES["7b"], 128)
+    assert a.mix == {"en": 0.85, "ko": 0.10, "ja": 0.025, "zh": 0.025}
+    assert (a.group_key, a.group_pattern) == (LIBREOFFICE["group_key"], LIBREOFFICE["group_pattern"])
+    assert sorted(a.inputs) == sorted(LANGS)
+    a = parse_args(["--mix", "uniform", "--input", "en=a.jsonl", "--input", "en=b.jsonl",
+                    "--input", "ko=c.jsonl", "--group-key", "page"])
+    assert a.mix == {"en": 0.7, "ko": 0.1, "ja": 0.1, "zh": 0.1}
+    assert a.inputs == {"en": ["a.jsonl", "b.jsonl"], "ko": ["c.jsonl"]}
+    assert (a.group_key, a.group_pattern) == ("page", None)  # no LibreOffice preset with --input
+    assert parse_args(["--mix", "en=0.8,ko=0.2"]).mix == {"en": 0.8, "ko": 0.2}
+    for bad in (["--mix", "en:0.8"], ["--input", "ko"], ["--size", "huge"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+    assert SIZES["gpu"].seq_length == 1024 and SIZES["gpu"].bf16
+
+
+def test_size_presets_resolve_and_flags_override(tiny_data):
+    a = AblationConfig(data=tiny_data)
+    assert (a.size, a.train_iters, a.seq_length, a.global_batch_size) == ("small", 256, 256, 8)
+    cfg = a.build()[0].run_config()
+    assert (cfg.model.num_layers, cfg.model.hidden_size, cfg.training.train_iters) == (4, 256, 256)
+    assert cfg.data.xlda_beta == {"en": 0.85, "ko": 0.10, "ja": 0.025, "zh": 0.025}
+    assert cfg.data.xlda_alpha == 0.0 and cfg.data.split == "100,0,0"
+    g = AblationConfig(data=tiny_data, size="gpu", train_iters=7).build()[0].run_config()
+    assert (g.model.num_layers, g.model.seq_length, g.data.seq_length, g.model.bf16,
+            g.training.train_iters) == (8, 1024, 1024, True, 7)
+
+
+@pytest.mark.slow
+def test_command_end_to_end_on_the_real_tools(tmp_path, corpus, capsys):
+    """The real path (tools/build_tokenizer.py, tools/preprocess_data.py in subprocesses) on
+    another corpus layout: per-language files with a ``page`` field (no LibreOffice ids), held-out
+    pages absent from training in every language; outputs written; cached data and runs reused."""
+    from tests.data.fixtures import corpus_docs, write_jsonl
+    from xlda.ablation.cli import parse_args, run
+
+    inputs = []
+    for lang in LANGS:  # re-key the corpus: page = a number per page path, shared by translations
+        recs = [{"page": d["id"].split("/", 2)[2], "body": d["text"]}
+                for d in corpus_docs(corpus, lang, 60)]
+        inputs += ["--input", f"{lang}={write_jsonl(tmp_path / f'{lang}.jsonl', recs)}"]
+    argv = ["--workdir", str(tmp_path / "w"), "--seeds", "2", "--train-iters", "2", "--size",
+            "tiny", "--heldout", "6", "--eval-samples", "4", "--isolated-docs", "3",
+            "--seq-length", "64", "--micro-batch-size", "2", "--global-batch-size", "2",
+            "--text-key", "body", "--group-key", "page", "--results-md",
+            str(tmp_path / "doc" / "RESULTS.md"), *inputs]
+    out = run(parse_args(argv))
+    d = json.loads(next((tmp_path / "w").glob("data_*/prepared.json")).read_text())
+    assert d["aligned"] and all(len(g) <= 6 for g in d["heldout_groups"].values())
+    held = set().union(*map(set, d["heldout_groups"].values()))
+    assert len(held) == 6
+    for lang in LANGS:
+        assert not set(d["train_groups"][lang]) & held
+    for name in ("runs.csv", "summary.csv", "paired.csv", "results.md", "ablation.png"):
+        assert (out["out"] / name).stat().st_size > 0
+    md = (tmp_path / "doc" / "RESULTS.md").read_text()
+    assert md == (out["out"] / "results.md").read_text() and (tmp_path / "doc" / "ablation.png").exists()
+    assert "## Conclusion" in md and "| xlda | ko |" in md
+    capsys.readouterr()
+    run(parse_args(argv))
+    log = capsys.readouterr().out
+    assert "reusing prepared data" in log and log.count("reusing run_") == 6
