@@ -80,8 +80,9 @@ def build_tokenizer(files: dict[str, Path], out: Path, log_dir: Path, log=_log) 
     if tool.exists():
         cmd = [sys.executable, tool, "--base-input", files["en"], "--base-lang", "en",
                "--base-vocab-size", "1536", "--max-docs", "300", "--output-dir", out]
-        for lang in LANGS[1:]:
-            cmd += ["--extend-input", f"{lang}={files[lang]}", "--extend-tokens", f"{lang}=256"]
+        for lang in files:  # the ablation may bring other languages than the demo's four
+            if lang != "en":
+                cmd += ["--extend-input", f"{lang}={files[lang]}", "--extend-tokens", f"{lang}=256"]
         _run(cmd, "tokenizer (tools/build_tokenizer.py)", log_dir / "tokenizer.log",
              echo=lambda l: "wrote" in l, say=log)
         return tok

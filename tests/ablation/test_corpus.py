@@ -10,8 +10,8 @@ from xlda.ablation.corpus import (GROUP, ReadSpec, prepare_data, read_docs, spli
                                   split_per_language)
 
 
-def _d(group, text="x"):
-    return {"text": text, GROUP: group}
+def _d(group, text=None):
+    return {"text": f"page {group}" if text is None else text, GROUP: group}
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -43,6 +43,12 @@ def test_reading_errors_name_the_file_line_and_flag(tmp_path):
         read_docs(bad, "en", ReadSpec(script_filter=False))
     with pytest.raises(ValueError, match="--group-pattern needs --group-key"):
         ReadSpec(group_pattern="x")
+    with pytest.raises(ValueError, match=r"--group-pattern '\(': not a regular expression"):
+        ReadSpec(group_key="page", group_pattern="(")
+    for value in (None, "", [1], True):  # would merge unrelated documents into one group
+        p = write_jsonl(tmp_path / "n.jsonl", [{"page": value, "text": "a"}])
+        with pytest.raises(ValueError, match=r"n.jsonl:1: page .* not a usable alignment key"):
+            read_docs(p, "en", ReadSpec(group_key="page", script_filter=False))
 
 
 def test_script_filter_and_blank_documents(tmp_path):
@@ -75,15 +81,26 @@ def test_aligned_split_removes_held_out_groups_from_training_in_every_language()
 def test_aligned_split_duplicates_of_a_group_are_all_held_out_one_is_scored():
     docs = {"en": [_d("a", "first"), _d("a", "second"), _d("b")], "ko": [_d("a"), _d("b")]}
     sp = split_groups(docs, 1)
-    g = sp.heldout_groups[0]
-    assert not [d for d in sp.train["en"] if d[GROUP] == g]
-    if g == "a":
-        assert [d["text"] for d in sp.heldout["en"]] == ["first"]
+    assert sp.heldout_groups == ["a"]  # both groups in both languages; "a" ranks first
+    assert [d[GROUP] for d in sp.train["en"]] == ["b"]
+    assert [d["text"] for d in sp.heldout["en"]] == ["first"]
+
+
+def test_aligned_split_keeps_a_held_out_text_filed_under_another_key_out_of_training():
+    docs = {"en": [_d("a", "same page"), _d("b", "same page"), _d("c", "other")],
+            "ko": [_d("a", "쪽"), _d("d", "다른")]}  # only a is in both languages
+    sp = split_groups(docs, 1)
+    assert sp.heldout_groups == ["a"]
+    assert [d["text"] for d in sp.train["en"]] == ["other"]  # b's copy of a's text is dropped
 
 
 def test_aligned_split_errors():
-    with pytest.raises(ValueError, match="only 2 alignment groups.*--heldout"):
+    with pytest.raises(ValueError, match="--heldout 3: 2 alignment groups"):
         split_groups({"en": [_d("a"), _d("b")]}, 3)
+    with pytest.raises(ValueError, match="--heldout 2: 2 alignment groups.*leave some"):
+        split_groups({"en": [_d("a"), _d("b")]}, 2)
+    with pytest.raises(ValueError, match="--heldout 0"):
+        split_groups({"en": [_d("a"), _d("b")]}, 0)
     with pytest.raises(ValueError, match="--group-key"):
         split_groups({"en": [_d(None)]}, 1)
 
@@ -95,7 +112,7 @@ def test_aligned_split_errors():
 def test_no_held_out_group_leaks_into_training_in_any_language(groups, n):
     docs = {l: [_d(f"g{g}", f"{l}{i}") for i, g in enumerate(gs)] for l, gs in groups.items()}
     total = len({g for gs in groups.values() for g in gs})
-    if n > total:
+    if n >= total:
         with pytest.raises(ValueError):
             split_groups(docs, n)
         return
@@ -115,13 +132,15 @@ def test_per_language_split_without_key():
         held = {d["text"] for d in sp.heldout[l]}
         assert len(held) == 1 and not held & {d["text"] for d in sp.train[l]}
     assert sp.heldout_groups == []
-    with pytest.raises(ValueError, match="ko: only 2 distinct documents"):
+    rev = {l: ds[::-1] for l, ds in docs.items()}  # independent of document order
+    assert split_per_language(rev, 1).heldout == sp.heldout
+    with pytest.raises(ValueError, match="--heldout 2: ko has 2 distinct documents"):
         split_per_language(docs, 2)
 
 
 def test_prepare_data_names_the_missing_language_and_file(tmp_path):
-    with pytest.raises(ValueError, match=r"missing \['ja', 'zh'\]"):
-        prepare_data({"en": ["a"], "ko": ["b"]}, tmp_path, ReadSpec(), 2)
+    with pytest.raises(ValueError, match=r"--input languages \['ko'\]: need en"):
+        prepare_data({"ko": ["b"]}, tmp_path, ReadSpec(), 2)
     with pytest.raises(FileNotFoundError, match="--input en=.*nope.jsonl: no such file"):
         prepare_data({l: [str(tmp_path / "nope.jsonl")] for l in ("en", "ko", "ja", "zh")},
                      tmp_path, ReadSpec(), 2)

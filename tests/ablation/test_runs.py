@@ -134,14 +134,22 @@ def test_cli_defaults_presets_and_errors():
     assert (a.group_key, a.group_pattern) == (LIBREOFFICE["group_key"], LIBREOFFICE["group_pattern"])
     assert sorted(a.inputs) == sorted(LANGS)
     a = parse_args(["--mix", "uniform", "--input", "en=a.jsonl", "--input", "en=b.jsonl",
-                    "--input", "ko=c.jsonl", "--group-key", "page"])
+                    "--input", "ko=c.jsonl", "--input", "ja=d.jsonl", "--input", "zh=e.jsonl",
+                    "--group-key", "page"])
     assert a.mix == {"en": 0.7, "ko": 0.1, "ja": 0.1, "zh": 0.1}
-    assert a.inputs == {"en": ["a.jsonl", "b.jsonl"], "ko": ["c.jsonl"]}
+    assert a.inputs == {"en": ["a.jsonl", "b.jsonl"], "ko": ["c.jsonl"], "ja": ["d.jsonl"],
+                        "zh": ["e.jsonl"]}
     assert (a.group_key, a.group_pattern) == ("page", None)  # no LibreOffice preset with --input
-    assert parse_args(["--mix", "en=0.8,ko=0.2"]).mix == {"en": 0.8, "ko": 0.2}
-    for bad in (["--mix", "en:0.8"], ["--input", "ko"], ["--size", "huge"]):
+    assert parse_args(["--mix", "en=0.8,ko=0.1,ja=0.05,zh=0.05"]).mix["ja"] == 0.05
+    for bad in (["--mix", "en:0.8"], ["--input", "ko"], ["--size", "huge"], ["--seeds", "1"],
+                ["--heldout", "0"], ["--masks", "xlda,causal"], ["--masks", "xlda,document,full"],
+                ["--mix", "en=0.9,ko=0.1"],  # ja and zh inputs without a share
+                ["--input", "en=a", "--input", "ko=b"],  # the 7b mix names ja and zh too
+                ["--input", "en=a", "--input", "ko=b", "--mix", "en=1,ko=0", "--corpus", "d"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+    ok = parse_args(["--input", "en=a", "--input", "ko=b", "--mix", "en=0.9,ko=0.1"])
+    assert ok.inputs == {"en": ["a"], "ko": ["b"]} and ok.group_key is None
     assert SIZES["gpu"].seq_length == 1024 and SIZES["gpu"].bf16
 
 
@@ -191,3 +199,18 @@ def test_command_end_to_end_on_the_real_tools(tmp_path, corpus, capsys):
     run(parse_args(argv))
     log = capsys.readouterr().out
     assert "reusing prepared data" in log and log.count("reusing run_") == 6
+
+
+def test_run_flops_by_hand_for_the_tiny_size():
+    from xlda.ablation.runs import H100_BF16_FLOPS, gpu_minutes, run_flops
+
+    f = run_flops("tiny", vocab=2304, train_iters=300)
+    # per layer: q 128x128, k and v 2 x 128x64 (2 groups of 64), out 128x128, SwiGLU 3 x 128x256
+    layer = 128 * 128 + 2 * 128 * 64 + 128 * 128 + 3 * 128 * 256
+    assert f["non_embedding"] == 2 * layer == 294912
+    assert f["params"] == 294912 + 2 * 2304 * 128
+    assert f["tokens"] == 300 * 8 * 256
+    assert f["flops"] == f["tokens"] * (6 * f["params"] + 6 * 2 * 256 * 128)
+    assert gpu_minutes(1, "tiny", mfu=1.0) == pytest.approx(
+        run_flops("tiny")["flops"] / H100_BF16_FLOPS / 60)
+    assert 8 <= gpu_minutes() <= 12  # the claim: --size gpu is ~10 min for 15 runs

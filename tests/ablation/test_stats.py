@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xlda.ablation.stats import bootstrap_ci, mean_std, paired, verdict
+from xlda.ablation.stats import bootstrap_ci, mean_std, paired, t975, t_interval, verdict
 
 
 def test_mean_std_exact():
@@ -50,6 +50,40 @@ def test_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time():
     assert 0.89 <= hits / 300 <= 0.99
 
 
+def test_t_interval_exact_and_quantiles_match_scipy():
+    lo, hi = t_interval([1.0, 2.0, 3.0])  # mean 2, sd 1, t(0.975, 2) = 4.3027
+    assert (lo, hi) == (pytest.approx(2 - 4.3027 / math.sqrt(3)), pytest.approx(2 + 4.3027 / math.sqrt(3)))
+    assert t_interval([1.0]) == (-math.inf, math.inf)
+    t = pytest.importorskip("scipy.stats").t
+    for df in (1, 4, 30, 31, 60, 1000):
+        assert t975(df) == pytest.approx(t.ppf(0.975, df), abs=2e-4)
+
+
+def test_at_five_seeds_the_bootstrap_alone_over_claims_and_the_verdict_does_not():
+    """Known answer: no true difference (normal, mean 0), n = 5 seeds. The percentile bootstrap
+    excludes 0 far more often than 5%; the verdict (bootstrap AND t) stays at <= ~5%."""
+    rng = np.random.default_rng(1)
+    boot = both = 0
+    reps = 1000
+    for r in range(reps):
+        d = rng.normal(0.0, 1.0, 5)
+        v = {("x", s, "ko"): float(x) for s, x in enumerate(d, 1)}
+        v.update({("document", s, "ko"): 0.0 for s in range(1, 6)})
+        row = paired(v, "document")[0]
+        boot += row["ci_lo"] > 0 or row["ci_hi"] < 0
+        both += row["excludes_zero"]
+    assert boot / reps > 0.10
+    assert both / reps <= 0.07
+
+
+def test_a_diverged_run_is_an_error_not_a_verdict():
+    v = {("xlda", 1, "ko"): float("nan"), ("document", 1, "ko"): 3.0}
+    with pytest.raises(ValueError, match="xlda seed 1 ko: value nan is not finite"):
+        paired(v, "document")
+    with pytest.raises(ValueError, match="non-finite"):
+        bootstrap_ci([1.0, float("inf")])
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(-10, 10), min_size=1, max_size=12))
 def test_interval_lies_within_the_data_range_and_holds_the_mean_for_symmetric_data(xs):
@@ -78,10 +112,10 @@ def test_paired_differences_recover_a_known_shift_despite_seed_noise():
     assert x["diffs"] == pytest.approx([-0.051, -0.049, -0.051, -0.049, -0.051])
     assert x["mean"] == pytest.approx(-0.0502) and x["n"] == 5 and x["lower"] == 5
     assert -0.051 - 1e-12 <= x["ci_lo"] <= x["ci_hi"] <= -0.049 + 1e-12
-    assert x["excludes_zero"] and verdict(x) == "interval excludes 0: xlda is lower than document"
+    assert x["excludes_zero"] and verdict(x) == "excludes 0: xlda lower"
     c = rows["causal"]  # identical to the baseline: every difference is exactly 0
     assert (c["mean"], c["ci_lo"], c["ci_hi"], c["excludes_zero"], c["lower"]) == (0, 0, 0, False, 0)
-    assert verdict(c) == "interval includes 0: no difference detected"
+    assert verdict(c) == "includes 0: not detected"
     # unpaired, the same numbers would drown in the seed noise (std of the losses ~0.27)
     assert mean_std([v[("xlda", s, "ko")] for s in range(1, 6)])[1] > 5 * abs(x["mean"])
 

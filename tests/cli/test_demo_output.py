@@ -50,7 +50,7 @@ def test_ablation_steps_use_its_prefix_and_separate_logs(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(demo, "_run", fake_run)
     monkeypatch.setattr(abl_corpus, "num_documents", lambda prefix: 4 if "train" in prefix else 2)
-    page = lambda i: {"text": "x", abl_corpus.GROUP: f"p{i}"}  # noqa: E731
+    page = lambda i: {"text": f"x{i}", abl_corpus.GROUP: f"p{i}"}  # noqa: E731
     monkeypatch.setattr(abl_corpus, "read_docs", lambda paths, lang, spec: [page(i) for i in range(6)])
     inputs = {}
     for l in abl_corpus.LANGS:

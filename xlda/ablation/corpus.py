@@ -46,9 +46,13 @@ class ReadSpec:
     script_filter: bool = True
 
     def __post_init__(self):
-        self._re = re.compile(self.group_pattern) if self.group_pattern else None
-        if self._re is not None and not self.group_key:
+        if self.group_pattern and not self.group_key:
             raise ValueError("--group-pattern needs --group-key (the field it applies to)")
+        try:
+            self._re = re.compile(self.group_pattern) if self.group_pattern else None
+        except re.error as e:
+            raise ValueError(f"--group-pattern {self.group_pattern!r}: not a regular expression "
+                             f"({e})") from None
 
     def group_of(self, doc: dict, where: str) -> Optional[str]:
         if not self.group_key:
@@ -56,7 +60,12 @@ class ReadSpec:
         if self.group_key not in doc:
             raise ValueError(f"{where}: no field {self.group_key!r} (--group-key); fields: "
                              f"{sorted(doc)}")
-        value = str(doc[self.group_key])
+        value = doc[self.group_key]
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
+            # null or "" would silently merge unrelated documents into one "translation" group
+            raise ValueError(f"{where}: {self.group_key} {value!r} is not a usable alignment key "
+                             f"(--group-key needs a non-empty string or integer)")
+        value = str(value)
         if self._re is None:
             return value
         m = self._re.search(value)
@@ -104,11 +113,13 @@ def split_groups(docs: dict, heldout_groups: int, max_train_docs: int = 0) -> Sp
             if d[GROUP] is None:
                 raise ValueError(f"{lang}: a document has no alignment key; pass --group-key")
             present.setdefault(d[GROUP], set()).add(lang)
-    if len(present) < heldout_groups:
-        raise ValueError(f"only {len(present)} alignment groups in {list(docs)}; ask for fewer "
-                         f"held-out groups (--heldout)")
+    if heldout_groups < 1 or len(present) <= heldout_groups:
+        raise ValueError(f"--heldout {heldout_groups}: {len(present)} alignment groups in "
+                         f"{list(docs)}; hold out at least 1 and leave some to train on")
     held = sorted(present, key=lambda g: (-len(present[g]), _rank(g)))[:heldout_groups]
     held_set = set(held)
+    # A held-out text filed under another key (a duplicate page) must not train either.
+    held_text = {_rank(d["text"]) for ds in docs.values() for d in ds if d[GROUP] in held_set}
     heldout, train = {}, {}
     for lang, ds in docs.items():
         first = {}
@@ -116,7 +127,7 @@ def split_groups(docs: dict, heldout_groups: int, max_train_docs: int = 0) -> Sp
             if d[GROUP] in held_set:
                 first.setdefault(d[GROUP], d)
         heldout[lang] = [first[g] for g in sorted(first, key=_rank)]
-        rest = [d for d in ds if d[GROUP] not in held_set]
+        rest = [d for d in ds if d[GROUP] not in held_set and _rank(d["text"]) not in held_text]
         train[lang] = rest[:max_train_docs] if max_train_docs else rest
     return Split(train, heldout, sorted(held, key=_rank))
 
@@ -127,9 +138,9 @@ def split_per_language(docs: dict, heldout_docs: int, max_train_docs: int = 0) -
     heldout, train = {}, {}
     for lang, ds in docs.items():
         ranked = sorted({_rank(d["text"]) for d in ds})
-        if len(ranked) <= heldout_docs:
-            raise ValueError(f"{lang}: only {len(ranked)} distinct documents; ask for fewer "
-                             f"held-out documents (--heldout)")
+        if heldout_docs < 1 or len(ranked) <= heldout_docs:
+            raise ValueError(f"--heldout {heldout_docs}: {lang} has {len(ranked)} distinct "
+                             f"documents; hold out at least 1 and leave some to train on")
         held = set(ranked[:heldout_docs])
         heldout[lang] = sorted({_rank(d["text"]): d for d in ds if _rank(d["text"]) in held}.items())
         heldout[lang] = [d for _, d in heldout[lang]]
@@ -178,10 +189,9 @@ def prepare_data(inputs: dict, work: Path, spec: ReadSpec, heldout: int, max_tra
     from xlda import demo  # the demo's tokenizer/preprocess steps (the project's own tools)
 
     langs = list(inputs)
-    missing = set(demo.LANGS) - set(langs)
-    if missing:  # the tokenizer step extends an English base with ko/ja/zh
-        raise ValueError(f"--input must cover {list(demo.LANGS)} (the tokenizer's languages); "
-                         f"missing {sorted(missing)}")
+    if "en" not in langs or len(langs) < 2:  # the tokenizer extends an English base
+        raise ValueError(f"--input languages {langs}: need en (the tokenizer's base) and at "
+                         f"least one other language")
     inputs = {l: [Path(p) for p in (ps if isinstance(ps, (list, tuple)) else [ps])]
               for l, ps in inputs.items()}
     for lang, ps in inputs.items():

@@ -64,7 +64,8 @@ def build_probe(docs: dict, groups: dict, seq_length: int, eod: int, source: str
     T = seq_length - C
     if C < 2 or T < min_target:
         raise ValueError(f"probe: context {C} and target {T} tokens do not fit sequence "
-                         f"length {seq_length} (need context >= 2, target >= {min_target})")
+                         f"length {seq_length} (need context >= 2, target >= {min_target}); "
+                         f"change --probe-context or --seq-length")
     src = {g: np.asarray(d) for g, d in zip(groups[source], docs[source]) if g is not None}
     pool = sorted(src.items(), key=lambda kv: kv[0])
     out = {}

@@ -6,12 +6,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from xlda.ablation.stats import mean_std, paired
+from xlda.ablation.stats import mean_std, paired, verdict
 
 RUN_FIELDS = ("mask", "seed", "metric", "eval_mask", "lang", "loss", "tokens")
 SUMMARY_FIELDS = ("metric", "mask", "lang", "n", "mean", "std", "min", "max")
 PAIRED_FIELDS = ("metric", "mask", "baseline", "key", "n", "mean", "std", "ci_lo", "ci_hi",
-                 "excludes_zero", "lower")
+                 "t_lo", "t_hi", "excludes_zero", "lower")
 MASK_COLOURS = {"xlda": 0, "document": 1, "causal": 2}  # matplotlib C<n>, fixed per mask
 METRICS = ("packed", "isolated", "probe_translation", "probe_unrelated", "probe_none")
 QUANTITIES = {  # what the paired analysis reports, and how it reads
@@ -60,11 +60,6 @@ def write_csv(rows: list[dict], path: Path, fields) -> Path:
         for r in rows:
             w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
     return path
-
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def markdown_table(summary: list[dict], metric: str) -> str:
@@ -176,12 +171,13 @@ def paired_rows(rows: list[dict], baseline: str) -> list[dict]:
 
 
 def _ci(r: dict) -> str:
-    return (f"{r['mean']:+.4f} [{r['ci_lo']:+.4f}, {r['ci_hi']:+.4f}] "
-            f"{'**excludes 0**' if r['excludes_zero'] else 'includes 0'}")
+    return (f"{r['mean']:+.4f} [{r['ci_lo']:+.4f}, {r['ci_hi']:+.4f}] (t [{r['t_lo']:+.4f}, "
+            f"{r['t_hi']:+.4f}]) {'**excludes 0**' if r['excludes_zero'] else 'includes 0'}")
 
 
 def paired_table(prows: list[dict], metric: str) -> str:
-    """Rows = masks, columns = languages: ``mean [95% CI] excludes/includes 0 (lower k/n)``."""
+    """Rows = masks, columns = languages: ``mean [bootstrap 95%] (t [95%]) excludes/includes 0
+    (lower k/n)``."""
     sel = [r for r in prows if r["metric"] == metric]
     langs = lang_order(r["key"] for r in sel)
     masks = list(dict.fromkeys(r["mask"] for r in sel))
@@ -223,16 +219,9 @@ def conclusions(prows: list[dict], rows: list[dict]) -> list[str]:
     for q, what in QUANTITIES.items():
         sel = [r for r in prows if r["metric"] == q]
         for lang in lang_order(r["key"] for r in sel):
-            parts = []
-            for r in (r for r in sel if r["key"] == lang):
-                if not r["excludes_zero"]:
-                    parts.append(f"{r['mask']} - {r['baseline']} {r['mean']:+.4f}, 95% CI "
-                                 f"[{r['ci_lo']:+.4f}, {r['ci_hi']:+.4f}] includes 0")
-                else:
-                    side = "lower" if r["ci_hi"] < 0 else "higher"
-                    parts.append(f"{r['mask']} - {r['baseline']} {r['mean']:+.4f}, 95% CI "
-                                 f"[{r['ci_lo']:+.4f}, {r['ci_hi']:+.4f}] excludes 0 "
-                                 f"({r['mask']} {side})")
+            parts = [f"{r['mask']} - {r['baseline']} {r['mean']:+.4f}, 95% CI "
+                     f"[{r['ci_lo']:+.4f}, {r['ci_hi']:+.4f}]: {verdict(r)}"
+                     for r in sel if r["key"] == lang]
             out.append(f"- {what}, {lang}: " + "; ".join(parts))
     base = values(rows, "transfer")
     doc = [abs(v) for (m, _, _), v in base.items() if m == "document"]

@@ -70,9 +70,13 @@ GPU_MFU = 0.15  # what a model this small reaches on one H100, roughly; an assum
 def run_flops(size: str, vocab: int = 2304, train_iters: Optional[int] = None) -> dict:
     """Parameters and training FLOPs of one run of ``size``: 6 N per token for the weights plus
     6 L S h for causal attention scores (forward + backward); the estimate behind --size gpu."""
+    from xlda.training.config import RunConfig
+
     z = SIZES[size]
-    m = {"num_layers": 2, "hidden_size": 128, "num_attention_heads": 4, "num_query_groups": 2,
-         "ffn_hidden_size": 256, **z.model}
+    base = RunConfig.from_yaml(RECIPE).model
+    m = {k: getattr(base, k) for k in ("num_layers", "hidden_size", "num_attention_heads",
+                                       "num_query_groups", "ffn_hidden_size")}
+    m.update(z.model)
     L, h, ffn = m["num_layers"], m["hidden_size"], m["ffn_hidden_size"]
     kv = m["num_query_groups"] * h // m["num_attention_heads"]
     layer = h * (h + 2 * kv) + h * h + 3 * h * ffn  # qkv, output projection, SwiGLU MLP
@@ -99,7 +103,7 @@ class AblationConfig:
     size: str = "small"
     mix: dict = field(default_factory=lambda: dict(MIXES["7b"]))
     eval_samples: int = 48  # packed held-out sequences
-    isolated_docs: int = 64  # per language, at most
+    isolated_docs: int = 48  # per language, at most
     probe_source: str = "en"
     probe_context: Optional[int] = None  # tokens of context (default: half the sequence)
     micro_batch_size: Optional[int] = None
@@ -164,7 +168,7 @@ class RunSpec:
 
 
 def heldout_dataset(data: dict, seq_length: int, num_samples: int):
-    """Held-out pages packed like training (uniform language mix), fixed seed."""
+    """Held-out documents packed like training (uniform language mix), fixed seed."""
     from xlda.data import build_xlda_datasets
     from xlda.data.tokenizer import build_tokenizer
     from xlda.training.config import DataConfig
@@ -268,7 +272,7 @@ def train_and_eval(spec: RunSpec, heldout: dict, log=print) -> dict:
         if c.sum():
             rows.append({"metric": f"probe_{cond}", "eval_mask": spec.mask, "lang": lang,
                          "loss": float(s.sum() / c.sum()), "tokens": int(c.sum())})
-            per_item[f"{lang}/{cond}"] = (s / c).tolist()  # per document, for the report
+            per_item[f"{lang}/{cond}"] = (s / c).tolist()  # per document: the run file keeps them
     for r in rows:
         r.update(mask=spec.mask, seed=spec.seed)
     hist = result.history
@@ -302,6 +306,18 @@ def heldout_docs(data: dict) -> dict:
     return out
 
 
+def train_tokens(data: dict) -> int:
+    """Tokens of the training split, all languages (from the indexed data's lengths)."""
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    total = 0
+    for prefix in data["train"].values():
+        ds = IndexedDataset(prefix, multimodal=False)  # alive while its memmap is read
+        total += int(ds.sequence_lengths.sum())
+        del ds
+    return total
+
+
 def prepare_heldout(a: AblationConfig) -> dict:
     """Packed, isolated and probe held-out batches, built once and shared by every run."""
     from xlda.ablation.probe import build_probe, probe_batches
@@ -317,5 +333,6 @@ def prepare_heldout(a: AblationConfig) -> dict:
         probe = build_probe(heldout_docs(a.data), a.data["heldout_groups"], S, eod,
                             source=a.probe_source, context_len=a.probe_context)
     return {"languages": tuple(ds.languages), "packed": packed_batches(ds, 8), "isolated": iso,
+            "train_tokens": train_tokens(a.data),
             "seq_length": S, "probe_items": {l: len(v) for l, v in probe.items()},
             "probe": probe_batches(probe, S, eod)}

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The XLDA mask micro-ablation (issue #6): see xlda/ablation/cli.py and RESULTS.md here.
+"""The XLDA mask ablation (issue #14): see xlda/ablation/cli.py and RESULTS.md here.
 
-    python examples/trillion7b/ablation/run_ablation.py [--workdir DIR] [--seeds 3]
-        [--train-iters N] [--docs-per-lang N] [--size tiny|small] ...
+    python examples/trillion7b/ablation/run_ablation.py [--workdir DIR] [--seeds 5]
+        [--size tiny|small|gpu] [--mix 7b|uniform|en=..,ko=..]
+        [--input LANG=PATH ... --group-key FIELD [--group-pattern REGEX]] ...
 """
 import sys
 from pathlib import Path
