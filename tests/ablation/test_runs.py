@@ -129,7 +129,7 @@ def test_cli_defaults_presets_and_errors():
     from xlda.ablation.runs import MIXES, SIZES
 
     a = parse_args([])
-    assert (a.seeds, a.size, a.mix, a.heldout) == (5, "small", MIXES["7b"], 128)
+    assert (a.seeds, a.size, a.mix, a.heldout) == (5, "medium", MIXES["7b"], 128)
     assert a.mix == {"en": 0.85, "ko": 0.10, "ja": 0.025, "zh": 0.025}
     assert (a.group_key, a.group_pattern) == (LIBREOFFICE["group_key"], LIBREOFFICE["group_pattern"])
     assert sorted(a.inputs) == sorted(LANGS)
@@ -155,9 +155,9 @@ def test_cli_defaults_presets_and_errors():
 
 def test_size_presets_resolve_and_flags_override(tiny_data):
     a = AblationConfig(data=tiny_data)
-    assert (a.size, a.train_iters, a.seq_length, a.global_batch_size) == ("small", 256, 256, 8)
+    assert (a.size, a.train_iters, a.seq_length, a.global_batch_size) == ("medium", 256, 256, 8)
     cfg = a.build()[0].run_config()
-    assert (cfg.model.num_layers, cfg.model.hidden_size, cfg.training.train_iters) == (4, 256, 256)
+    assert (cfg.model.num_layers, cfg.model.hidden_size, cfg.training.train_iters) == (6, 256, 256)
     assert cfg.data.xlda_beta == {"en": 0.85, "ko": 0.10, "ja": 0.025, "zh": 0.025}
     assert cfg.data.xlda_alpha == 0.0 and cfg.data.split == "100,0,0"
     g = AblationConfig(data=tiny_data, size="gpu", train_iters=7).build()[0].run_config()

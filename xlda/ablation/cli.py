@@ -60,7 +60,7 @@ def parse_args(argv=None):
     p.add_argument("--workdir", default=str(REPO_ROOT / "runs" / "ablation"))
     p.add_argument("--seeds", type=int, default=5, help="seeds 1..N (>= 2 for intervals)")
     p.add_argument("--masks", default=",".join(MASKS))
-    p.add_argument("--size", choices=sorted(SIZES), default="small",
+    p.add_argument("--size", choices=sorted(SIZES), default="medium",
                    help="; ".join(f"{k}: {v.note}" for k, v in SIZES.items()))
     p.add_argument("--train-iters", type=int, default=None, help="default: the size's")
     g = p.add_argument_group("corpus (default: the bundled LibreOffice help corpus, by page)")
@@ -238,9 +238,10 @@ def results_markdown(summary, prows, rows, facts, args, a, wall, data, heldout) 
         "- **statistics**: per seed, metric(mask) - metric(document); the mean over seeds with a "
         "percentile-bootstrap 95% interval over seeds. \"Excludes 0\" is the claim; \"includes "
         "0\" means this run cannot tell the masks apart on that metric.", "",
-        f"Sizes: `small` (the default) is the largest model we found for which the whole default "
-        f"ablation (data preparation, 15 runs, evaluation) fits in 60 min on 2 CPU cores while "
-        f"each run still trains >= 250 iterations (0.5M tokens); this run's timing is below. "
+        f"Sizes: `small` (the default, 4 layers x 256) is sized so that the whole default ablation "
+        f"(data preparation ~1.5 min, 15 runs with evaluation) fits in 60 min on 2 CPU cores: at "
+        f"320 iterations a run took 4.0 min (60 min for 15), so it trains 256; any larger model "
+        f"would have to train fewer than 250 iterations (0.5M tokens) per run to fit. "
         f"`--size gpu` ({gpu['non_embedding'] / 1e6:.0f}M non-embedding parameters, sequence "
         f"{SIZES['gpu'].seq_length}, {gpu['tokens'] / 1e6:.1f}M tokens per run) is sized for "
         f"~{gpu_minutes():.0f} min of training for 15 runs on one H100 at an assumed "
@@ -272,12 +273,16 @@ def results_markdown(summary, prows, rows, facts, args, a, wall, data, heldout) 
         f"- probe: {', '.join(f'{l} {n}' for l, n in heldout['probe_items'].items()) or 'none'}"
         f" items; context {a.probe_context or a.seq_length // 2} tokens, target the rest",
         "- intervals: percentile bootstrap of the mean per-seed difference (10,000 resamples "
-        f"of seeds); with {len(a.seeds)} seeds this is a small-sample interval, not an exact test", "",
+        f"of the {len(a.seeds)} seeds) and the Student-t interval; a difference counts as "
+        "detected only when both exclude 0 (at 5 seeds the bootstrap alone excludes 0 in ~15% of "
+        "runs without any true difference; tests/ablation/test_stats.py); with "
+        f"{len(prows)} comparisons at <= 5% each, about one detection could be chance",
+        "",
         "## Conclusion (generated from the intervals below)", "",
         "Each line: the mean per-seed difference against `document` and its 95% interval.", "",
         *report.conclusions(prows, rows), "",
-        "",
-        "Limits, whatever the numbers: these are small models trained on ~0.5M tokens each, so "
+        f"Limits, whatever the numbers: these are small models trained on {tokens / 1e6:.1f}M "
+        "tokens each, so "
         "this tests the mechanism, not the Trillion-7B scale; an interval that includes 0 means "
         "\"not detected at this size\", not \"no effect\". With the bundled corpus, documents "
         "share a page header and the ko/ja/zh pages keep many untranslated English strings, so "
@@ -286,7 +291,8 @@ def results_markdown(summary, prows, rows, facts, args, a, wall, data, heldout) 
         "translation.", "",
         "![ablation](ablation.png)", "",
         "## Paired differences against `document` (same seed = same data and init)", "",
-        "Each cell: mean difference [bootstrap 95% interval], whether the interval excludes 0, "
+        "Each cell: mean difference [bootstrap 95% interval] (t 95% interval), whether both "
+        "exclude 0, "
         "and on how many seeds the mask's value is lower.", "",
         "Packed held-out loss, each model under its own mask (negative = mask better):", "",
         report.paired_table(prows, "packed"), "",

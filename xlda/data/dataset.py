@@ -30,7 +30,7 @@ from megatron.core.datasets.utils import Split
 
 from xlda.data.index_cache import find_cached, is_cached, load_or_build, params_hash
 from xlda.data.mock import MockLanguageDataset, MockTokenizer
-from xlda.data.packing import PackedIndex, build_packed_index, default_num_samples
+from xlda.data.packing import build_packed_index, default_num_samples
 from xlda.data.sampling import check_packable, language_probabilities, validate_rho
 
 logger = logging.getLogger(__name__)
@@ -377,15 +377,18 @@ def _build_missing_on_rank0(config: XLDADatasetConfig, sizes: list,
             minutes)
     group = dist.new_group(backend="gloo", timeout=datetime.timedelta(minutes=minutes))
     status = [None]
-    if dist.get_rank() == 0:
-        try:
-            for split, n in todo:
-                XLDADataset(corpus, None, None, n, split, config)
-            status = ["ok"]
-        except Exception as e:  # tell the others, then fail here with the real error
-            status = [f"{type(e).__name__}: {e}"]
-            dist.broadcast_object_list(status, src=0, group=group)
-            raise
-    dist.broadcast_object_list(status, src=0, group=group)
+    try:
+        if dist.get_rank() == 0:
+            try:
+                for split, n in todo:
+                    XLDADataset(corpus, None, None, n, split, config)
+                status = ["ok"]
+            except Exception as e:  # tell the others, then fail here with the real error
+                status = [f"{type(e).__name__}: {e}"]
+                dist.broadcast_object_list(status, src=0, group=group)
+                raise
+        dist.broadcast_object_list(status, src=0, group=group)
+    finally:
+        dist.destroy_process_group(group)  # its gloo threads would otherwise poll for the job
     if status[0] != "ok":
         raise RuntimeError(f"rank 0 failed to build the XLDA packing index: {status[0]}")

@@ -2,7 +2,7 @@
 """The XLDA mask ablation (issue #14): see xlda/ablation/cli.py and RESULTS.md here.
 
     python examples/trillion7b/ablation/run_ablation.py [--workdir DIR] [--seeds 5]
-        [--size tiny|small|gpu] [--mix 7b|uniform|en=..,ko=..]
+        [--size tiny|small|medium|gpu] [--mix 7b|uniform|en=..,ko=..]
         [--input LANG=PATH ... --group-key FIELD [--group-pattern REGEX]] ...
 """
 import sys
