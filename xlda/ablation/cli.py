@@ -236,12 +236,14 @@ def results_markdown(summary, prows, rows, facts, args, a, wall, data, heldout) 
         "the document mask the target sees only itself and the transfer is 0 by construction "
         "(checked below and in tests/ablation/test_probe.py).",
         "- **statistics**: per seed, metric(mask) - metric(document); the mean over seeds with a "
-        "percentile-bootstrap 95% interval over seeds. \"Excludes 0\" is the claim; \"includes "
-        "0\" means this run cannot tell the masks apart on that metric.", "",
-        f"Sizes: `small` (the default, 4 layers x 256) is sized so that the whole default ablation "
-        f"(data preparation ~1.5 min, 15 runs with evaluation) fits in 60 min on 2 CPU cores: at "
-        f"320 iterations a run took 4.0 min (60 min for 15), so it trains 256; any larger model "
-        f"would have to train fewer than 250 iterations (0.5M tokens) per run to fit. "
+        "percentile-bootstrap 95% interval over seeds and the Student-t 95% interval. A "
+        "difference is \"detected\" (**excludes 0**) only when both intervals exclude 0; "
+        "\"includes 0\" means this run cannot tell the masks apart on that metric.", "",
+        "Sizes (measured 2026-11-30 on 2 CPU cores): `medium` (the default, 6 layers x 256) is the "
+        "largest model for which the whole default ablation fits in 60 min: 15 runs took 52 "
+        "min plus ~1 min of data preparation. `small` (4 x 256) took 37 min; 8 layers would "
+        "cost 1.27x medium's FLOPs (~67 min) and 6 x 320 1.43x (~75 min), and fewer iterations than 256 "
+        "(0.5M tokens per run) would leave the models even less trained. "
         f"`--size gpu` ({gpu['non_embedding'] / 1e6:.0f}M non-embedding parameters, sequence "
         f"{SIZES['gpu'].seq_length}, {gpu['tokens'] / 1e6:.1f}M tokens per run) is sized for "
         f"~{gpu_minutes():.0f} min of training for 15 runs on one H100 at an assumed "

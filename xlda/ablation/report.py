@@ -93,7 +93,7 @@ def plot(prows: list[dict], rows: list[dict], path: Path) -> Path:
     panels = [(q, [r for r in prows if r["metric"] == q]) for q in ("packed", "isolated")]
     tr = values(rows, "transfer")
     if tr:  # absolute transfer (the document mask's is 0 by construction)
-        keys = sorted({(k[0], k[2]) for k in tr}, key=lambda mk: mk)
+        keys = sorted({(k[0], k[2]) for k in tr}, key=lambda mk: MASK_COLOURS.get(mk[0], 9))
         sel = []
         for mask, lang in keys:
             xs = [v for k, v in sorted(tr.items()) if k[0] == mask and k[2] == lang]
