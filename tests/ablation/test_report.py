@@ -105,8 +105,8 @@ def test_paired_rows_tables_and_conclusions_exact():
         "| document | ko | 2.4000 | 2.4000 | 2.4000 | +0.00000 ± 0.00000 | 0/3 |"]
     lines = report.conclusions(pr, rows)
     assert lines[0] == ("- packed held-out loss, own mask (lower is better), ko: xlda - document "
-                        "-0.2000, 95% CI [-0.3000, -0.1000]: bootstrap interval excludes 0 but "
-                        "the t-interval does not: not detected")
+                        "-0.2000, bootstrap [-0.3000, -0.1000], t [-0.4484, +0.0484]: bootstrap "
+                        "interval excludes 0 but the t-interval does not: not detected")
     assert lines[1].startswith("- in-context transfer = loss(unrelated) - loss(translation) "
                                "(higher = more transfer), ko: xlda - document +0.2000")
     assert lines[-1].endswith("largest |transfer| over its runs and languages = 0.00e+00")

@@ -4,7 +4,7 @@ Per-language JSONL (default: the bundled LibreOffice help corpus, aligned by pag
 split (aligned groups removed from training in every language) -> tokenizer -> indexed data ->
 the recipe trained with masks xlda / document / causal over several seeds (same data order and
 init per seed) -> held-out loss per language, the in-context transfer probe, paired differences
-against ``document`` with bootstrap 95% intervals -> ``<workdir>/results_<tag>/``: runs.csv,
+against ``document`` with bootstrap and t 95% intervals -> ``<workdir>/results_<tag>/``: runs.csv,
 summary.csv, paired.csv, results.md, ablation.png (and ``--results-md``). Data and finished runs
 are cached in the workdir, so an interrupted ablation resumes where it stopped.
 """
@@ -100,6 +100,7 @@ def parse_args(argv=None):
     if BASELINE not in masks or set(masks) - set(MASKS):
         p.error(f"--masks {args.masks}: choose from {','.join(MASKS)}, including {BASELINE} "
                 f"(every difference is taken against it)")
+    args.bundled = args.input is None
     if args.input is None:
         corpus = Path(args.corpus) if args.corpus else corpus_dir()
         args.input = [(l, str(corpus / LIBREOFFICE["files"].format(lang=l))) for l in LANGS]
@@ -146,9 +147,10 @@ def run(args) -> dict:
                     group_pattern=args.group_pattern, script_filter=not args.no_script_filter)
     data = prepare_data(args.inputs, work, spec, args.heldout, args.max_train_docs, log=_log)
     a = ablation_config(args, data, work)
-    plan = a.build()
     out = results_dir(work, a, data["tokenizer"])
     out.mkdir(parents=True, exist_ok=True)
+    a.workdir = str(out)  # each configuration's run folders (metrics.jsonl) beside its results
+    plan = a.build()
     heldout = prepare_heldout(a)
     _log(f"[ablation] held-out: {len(heldout['packed'])} packed batches; isolated docs per "
          f"language " + ", ".join(f"{l} {sum(b['tokens'].shape[0] for b in bs)}"
@@ -234,16 +236,17 @@ def results_markdown(summary, prows, rows, facts, args, a, wall, data, heldout) 
         "unrelated held-out English document cut to exactly the same length, (c) nothing; "
         "transfer = (b) - (a). Only predictions made at target positions are scored, so under "
         "the document mask the target sees only itself and the transfer is 0 by construction "
-        "(checked below and in tests/ablation/test_probe.py).",
+        "(checked below; tests/ablation/test_probe.py and test_runs.py).",
         "- **statistics**: per seed, metric(mask) - metric(document); the mean over seeds with a "
         "percentile-bootstrap 95% interval over seeds and the Student-t 95% interval. A "
         "difference is \"detected\" (**excludes 0**) only when both intervals exclude 0; "
         "\"includes 0\" means this run cannot tell the masks apart on that metric.", "",
-        "Sizes (measured 2026-11-30 on 2 CPU cores): `medium` (the default, 6 layers x 256) is the "
-        "largest model for which the whole default ablation fits in 60 min: 15 runs took 52 "
-        "min plus ~1 min of data preparation. `small` (4 x 256) took 37 min; 8 layers would "
-        "cost 1.27x medium's FLOPs (~67 min) and 6 x 320 1.43x (~75 min), and fewer iterations than 256 "
-        "(0.5M tokens per run) would leave the models even less trained. "
+        "Sizes: `medium` (6 layers x 256) is the default because it is the largest model for "
+        "which the whole default ablation fitted in 60 min on 2 CPU cores when measured "
+        "(2026-11-30): 15 runs took 52 min plus ~1 min of data preparation; `small` (4 x 256) "
+        "took 37 min; 8 layers would cost 1.27x medium's FLOPs (~67 min) and 6 x 320 1.43x "
+        "(~75 min); fewer than 256 iterations (0.5M tokens) per run would leave the models even "
+        "less trained. "
         f"`--size gpu` ({gpu['non_embedding'] / 1e6:.0f}M non-embedding parameters, sequence "
         f"{SIZES['gpu'].seq_length}, {gpu['tokens'] / 1e6:.1f}M tokens per run) is sized for "
         f"~{gpu_minutes():.0f} min of training for 15 runs on one H100 at an assumed "
@@ -281,16 +284,17 @@ def results_markdown(summary, prows, rows, facts, args, a, wall, data, heldout) 
         f"{len(prows)} comparisons at <= 5% each, about one detection could be chance",
         "",
         "## Conclusion (generated from the intervals below)", "",
-        "Each line: the mean per-seed difference against `document` and its 95% interval.", "",
+        "Each line: the mean per-seed difference against `document`, its bootstrap and t 95% "
+        "intervals, and the verdict.", "",
         *report.conclusions(prows, rows), "",
-        f"Limits, whatever the numbers: these are small models trained on {tokens / 1e6:.1f}M "
-        "tokens each, so "
-        "this tests the mechanism, not the Trillion-7B scale; an interval that includes 0 means "
-        "\"not detected at this size\", not \"no effect\". With the bundled corpus, documents "
-        "share a page header and the ko/ja/zh pages keep many untranslated English strings, so "
-        "part of any transfer is copying strings the English translation contains: exactly "
-        "what cross-language attention makes possible, but not evidence of semantic "
-        "translation.", "",
+        f"Limits, whatever the numbers: these models have {facts[0].get('params', 0) / 1e6:.1f}M "
+        f"parameters and train on {tokens / 1e6:.1f}M tokens each, so this tests the mechanism, "
+        "not the Trillion-7B scale; an interval that includes 0 means \"not detected at this "
+        "size\", not \"no effect\"."
+        + (" With the bundled corpus, documents share a page header and the ko/ja/zh pages keep "
+           "many untranslated English strings, so part of any transfer is copying strings the "
+           "English translation contains: exactly what cross-language attention makes possible, "
+           "but not evidence of semantic translation." if args.bundled else ""), "",
         "![ablation](ablation.png)", "",
         "## Paired differences against `document` (same seed = same data and init)", "",
         "Each cell: mean difference [bootstrap 95% interval] (t 95% interval), whether both "

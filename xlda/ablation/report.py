@@ -1,9 +1,10 @@
 """Aggregation and output of the ablation: per-run CSV, summary CSV (mean/std/min/max over seeds),
-paired differences against the document mask with bootstrap intervals (stats.py), the probe's
+paired differences against the document mask with bootstrap and t intervals (stats.py), the probe's
 transfer, Markdown tables, plain-words conclusions and a PNG (matplotlib, Agg backend)."""
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 from xlda.ablation.stats import mean_std, paired, verdict
@@ -81,14 +82,15 @@ def markdown_table(summary: list[dict], metric: str) -> str:
 
 def plot(prows: list[dict], rows: list[dict], path: Path) -> Path:
     """Three panels: paired differences vs the baseline mask (packed, single-document), and the
-    probe's transfer per mask. Per language, one marker per mask: mean with its bootstrap 95%
-    interval; each seed's value as a dot. A dashed line marks 0."""
+    probe's transfer per mask. Per language, one marker per mask: the mean, its t 95% interval
+    (whiskers) and bootstrap 95% interval (thick bar); each seed's value as a dot; a dashed line
+    marks 0. A difference is detected when both intervals clear 0 (stats.py)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xlda.ablation.stats import bootstrap_ci
+    from xlda.ablation.stats import bootstrap_ci, t_interval
 
     panels = [(q, [r for r in prows if r["metric"] == q]) for q in ("packed", "isolated")]
     tr = values(rows, "transfer")
@@ -98,8 +100,9 @@ def plot(prows: list[dict], rows: list[dict], path: Path) -> Path:
         for mask, lang in keys:
             xs = [v for k, v in sorted(tr.items()) if k[0] == mask and k[2] == lang]
             lo, hi = bootstrap_ci(xs)
+            tlo, thi = t_interval(xs)
             sel.append({"mask": mask, "key": lang, "mean": mean_std(xs)[0], "ci_lo": lo,
-                        "ci_hi": hi, "diffs": xs})
+                        "ci_hi": hi, "t_lo": tlo, "t_hi": thi, "diffs": xs})
         panels.append(("transfer", sel))
     panels = [(q, sel) for q, sel in panels if sel]
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 4),
@@ -117,14 +120,17 @@ def plot(prows: list[dict], rows: list[dict], path: Path) -> Path:
                 if r is None:
                     continue
                 x = i + (j - (len(masks) - 1) / 2) * width
-                ax.errorbar([x], [r["mean"]], yerr=[[r["mean"] - r["ci_lo"]], [r["ci_hi"] - r["mean"]]],
-                            fmt="o", color=f"C{MASK_COLOURS.get(mask, j)}", capsize=3,
-                            label=mask if i == 0 else None)
+                c = f"C{MASK_COLOURS.get(mask, j)}"
+                finite = math.isfinite(r["t_lo"]) and math.isfinite(r["t_hi"])  # 1 seed: no t
+                t_lo, t_hi = (r["t_lo"], r["t_hi"]) if finite else (r["mean"], r["mean"])
+                ax.errorbar([x], [r["mean"]], yerr=[[r["mean"] - t_lo], [t_hi - r["mean"]]],
+                            fmt="o", color=c, capsize=3, lw=1, label=mask if i == 0 else None)
+                ax.plot([x, x], [r["ci_lo"], r["ci_hi"]], color=c, lw=4, alpha=0.5)
                 ax.plot([x] * len(r["diffs"]), r["diffs"], ".", color="0.4", ms=3)
         ax.axhline(0.0, color="k", ls="--", lw=0.8)
         ax.set_xticks(range(len(langs)), langs)
         ax.set_ylabel("nats/token")
-        ax.set_title(titles[q], fontsize=10)
+        ax.set_title(titles[q] + "\nwhiskers: t 95%, thick: bootstrap 95%", fontsize=9)
         ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
@@ -219,9 +225,9 @@ def conclusions(prows: list[dict], rows: list[dict]) -> list[str]:
     for q, what in QUANTITIES.items():
         sel = [r for r in prows if r["metric"] == q]
         for lang in lang_order(r["key"] for r in sel):
-            parts = [f"{r['mask']} - {r['baseline']} {r['mean']:+.4f}, 95% CI "
-                     f"[{r['ci_lo']:+.4f}, {r['ci_hi']:+.4f}]: {verdict(r)}"
-                     for r in sel if r["key"] == lang]
+            parts = [f"{r['mask']} - {r['baseline']} {r['mean']:+.4f}, bootstrap "
+                     f"[{r['ci_lo']:+.4f}, {r['ci_hi']:+.4f}], t [{r['t_lo']:+.4f}, "
+                     f"{r['t_hi']:+.4f}]: {verdict(r)}" for r in sel if r["key"] == lang]
             out.append(f"- {what}, {lang}: " + "; ".join(parts))
     base = values(rows, "transfer")
     doc = [abs(v) for (m, _, _), v in base.items() if m == "document"]

@@ -365,7 +365,11 @@ def _build_missing_on_rank0(config: XLDADatasetConfig, sizes: list,
         base = index_cache_base(index_params(config, corpus, split, n, extra))
         if not is_cached(cache_dir, base):
             todo.append((split, n))
-    if not todo:
+    # Every rank must take the same branch (new_group below is collective): a cache that another
+    # job completes between two ranks' checks would otherwise leave some ranks waiting forever.
+    anyone = [None] * dist.get_world_size()
+    dist.all_gather_object(anyone, bool(todo))
+    if not any(anyone):
         return
     est = estimate_build_seconds(corpus, [n for _, n in todo])
     minutes = timeout_minutes or max(30.0, 3 * est / 60 + 10)
