@@ -9,8 +9,9 @@ import torch
 
 from xlda.ablation import report
 from xlda.ablation.corpus import LANGS
-from xlda.ablation.runs import (MASKS, AblationConfig, heldout_dataset, init_checksum,
-                                isolated_batches, loss_sums, prepare_heldout, train_and_eval)
+from xlda.ablation.runs import (MASKS, AblationConfig, heldout_dataset, heldout_docs,
+                                init_checksum, isolated_batches, loss_sums, prepare_heldout,
+                                train_and_eval)
 
 SEQ = 64
 
@@ -63,7 +64,7 @@ def test_isolated_batches_hold_one_document_each(tiny_data):
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
     eod = 0
-    out = isolated_batches(tiny_data, SEQ, max_docs=3, eod=eod, batch=2)
+    out = isolated_batches(heldout_docs(tiny_data), SEQ, max_docs=3, eod=eod, batch=2)
     assert list(out) == list(LANGS)
     for li, lang in enumerate(LANGS):
         ds = IndexedDataset(tiny_data["heldout"][lang])

@@ -29,7 +29,7 @@ def test_default_template_two_turns_exact_mask(tmp_path):
 
 
 def test_template_from_tokenizer_config(tmp_path):
-    tok = chat_tokenizer(tmp_path)
+    chat_tokenizer(tmp_path)  # writes tokenizer.json beside the tokenizer_config.json below
     tmpl = ("{% for m in messages %}{{ m['role'] + ' ' + m['content'] + ' ' }}"
             "{% if m['role'] == 'assistant' %}{{ eos_token + ' ' }}{% endif %}{% endfor %}"
             "{% if add_generation_prompt %}{{ 'assistant ' }}{% endif %}")

@@ -1,6 +1,5 @@
 """SFT end to end in one process: packing with the document mask equals running each
 conversation alone, held-out assistant loss drops, resume is bit-exact, bad records counted."""
-import json
 
 import pytest
 import torch

@@ -137,14 +137,15 @@ def split_per_language(docs: dict, heldout_docs: int, max_train_docs: int = 0) -
     text (identical texts go the same way, so a duplicate cannot sit on both sides)."""
     heldout, train = {}, {}
     for lang, ds in docs.items():
-        ranked = sorted({_rank(d["text"]) for d in ds})
+        keyed = [(_rank(d["text"]), d) for d in ds]  # one hash per document
+        ranked = sorted({k for k, _ in keyed})
         if heldout_docs < 1 or len(ranked) <= heldout_docs:
             raise ValueError(f"--heldout {heldout_docs}: {lang} has {len(ranked)} distinct "
                              f"documents; hold out at least 1 and leave some to train on")
         held = set(ranked[:heldout_docs])
-        heldout[lang] = sorted({_rank(d["text"]): d for d in ds if _rank(d["text"]) in held}.items())
-        heldout[lang] = [d for _, d in heldout[lang]]
-        rest = [d for d in ds if _rank(d["text"]) not in held]
+        by_hash = {k: d for k, d in keyed if k in held}  # one document per distinct text
+        heldout[lang] = [by_hash[k] for k in sorted(by_hash)]
+        rest = [d for k, d in keyed if k not in held]
         train[lang] = rest[:max_train_docs] if max_train_docs else rest
     return Split(train, heldout, [])
 

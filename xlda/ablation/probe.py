@@ -131,25 +131,17 @@ def probe_batches(probe: dict, seq_length: int, eod: int, batch: int = 8) -> dic
     return out
 
 
-@torch.no_grad()
 def probe_losses(model, batches: dict, mode: str) -> dict:
     """``{(lang, condition): (per-item loss sums, per-item token counts)}`` under ``mode``."""
-    from xlda.attention.params import MaskParams
+    from xlda.ablation.forward import per_token_losses
 
-    device = next(model.parameters()).device
-    model.eval()
     out = {}
     for key, bs in batches.items():
         sums, cnts = [], []
-        for b in bs:
-            b = {k: v.to(device) for k, v in b.items()}
-            loss = model(b["tokens"], b["position_ids"],
-                         MaskParams(b["doc_ids"], b["lang_ids"], mode),
-                         labels=b["labels"], loss_mask=b["loss_mask"]).double()
+        for b, loss in per_token_losses(model, bs, mode):
             m = b["loss_mask"].double()
             sums.append((loss * m).sum(-1).cpu().numpy())
             cnts.append(m.sum(-1).cpu().numpy())
         out[key] = (np.concatenate(sums) if sums else np.zeros(0),
                     np.concatenate(cnts) if cnts else np.zeros(0))
-    model.train()
     return out

@@ -185,17 +185,15 @@ def heldout_dataset(data: dict, seq_length: int, num_samples: int):
     return ds
 
 
-def isolated_batches(data: dict, seq_length: int, max_docs: int, eod: int, batch: int = 8):
-    """Per language, batches of single held-out documents (first seq_length tokens)."""
-    from megatron.core.datasets.indexed_dataset import IndexedDataset
-
+def isolated_batches(docs: dict, seq_length: int, max_docs: int, eod: int, batch: int = 8):
+    """Per language, batches of single held-out documents (first seq_length tokens) of the
+    first ``max_docs`` of ``docs`` (heldout_docs' output)."""
     out = {}
-    for li, (lang, prefix) in enumerate(data["heldout"].items()):
-        ds = IndexedDataset(prefix, multimodal=False)
-        docs = [np.asarray(ds[i], dtype=np.int64) for i in range(min(len(ds), max_docs))]
+    for li, (lang, all_docs) in enumerate(docs.items()):
+        docs_l = all_docs[:max_docs]
         bs = []
-        for b in range(0, len(docs), batch):
-            chunk = docs[b:b + batch]
+        for b in range(0, len(docs_l), batch):
+            chunk = docs_l[b:b + batch]
             n = len(chunk)
             tokens = torch.full((n, seq_length), eod, dtype=torch.int64)
             labels = torch.full((n, seq_length), eod, dtype=torch.int64)
@@ -213,23 +211,16 @@ def isolated_batches(data: dict, seq_length: int, max_docs: int, eod: int, batch
     return out
 
 
-@torch.no_grad()
 def loss_sums(model, batches, mode: str, num_langs: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-language (sum of token losses, token count) of ``model`` over ``batches``."""
-    from xlda.attention.params import MaskParams
+    from xlda.ablation.forward import per_token_losses
 
     sums, cnts = np.zeros(num_langs), np.zeros(num_langs)
-    device = next(model.parameters()).device
-    model.eval()
-    for b in batches:
-        b = {k: v.to(device) for k, v in b.items()}
-        out = model(b["tokens"], b["position_ids"], MaskParams(b["doc_ids"], b["lang_ids"], mode),
-                    labels=b["labels"], loss_mask=b["loss_mask"])
+    for b, loss in per_token_losses(model, batches, mode):
         m = b["loss_mask"].double()
         li = b["lang_ids"].long().view(-1).cpu().numpy()
-        sums += np.bincount(li, (out.double() * m).view(-1).cpu().numpy(), minlength=num_langs)
+        sums += np.bincount(li, (loss * m).view(-1).cpu().numpy(), minlength=num_langs)
         cnts += np.bincount(li, m.view(-1).cpu().numpy(), minlength=num_langs)
-    model.train()
     return sums, cnts
 
 
@@ -345,12 +336,13 @@ def prepare_heldout(a: AblationConfig) -> dict:
     S = a.seq_length
     ds = heldout_dataset(a.data, S, a.eval_samples)
     eod = build_tokenizer("HuggingFaceTokenizer", a.data["tokenizer"]).eod
-    iso = isolated_batches(a.data, S, a.isolated_docs, eod)
+    docs = heldout_docs(a.data)  # read once: the isolated metric and the probe share them
+    iso = isolated_batches(docs, S, a.isolated_docs, eod)
     assert tuple(ds.languages) == tuple(a.data["heldout"]), (ds.languages, list(a.data["heldout"]))
     probe = {}
     if a.data.get("aligned"):
-        probe = build_probe(heldout_docs(a.data), a.data["heldout_groups"], S, eod,
-                            source=a.probe_source, context_len=a.probe_context)
+        probe = build_probe(docs, a.data["heldout_groups"], S, eod, source=a.probe_source,
+                            context_len=a.probe_context)
     return {"languages": tuple(ds.languages), "packed": packed_batches(ds, 8), "isolated": iso,
             "train_tokens": train_tokens(a.data),
             "seq_length": S, "probe_items": {l: len(v) for l, v in probe.items()},

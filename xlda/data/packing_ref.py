@@ -21,8 +21,6 @@ The walk (see xlda/data/packing.py for why):
 """
 from __future__ import annotations
 
-import numpy as np
-
 M64 = (1 << 64) - 1
 GAMMA = 0x9E3779B97F4A7C15
 

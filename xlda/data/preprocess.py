@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import collections
 import glob
-import gzip
-import io
 import json
 import os
 import re
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xlda.data.jsonl import open_lines
 from xlda.data.lang_id import build_lang_id, is_lang_code, normalize_lang
 from xlda.data.outputs import (
     OutputSet, PrefixLock, PreprocessError, dataset_prefix, io_error, remove_stale_temps,
@@ -87,50 +86,6 @@ def expand_inputs(patterns) -> list[str]:
             if h not in files:
                 files.append(h)
     return files
-
-
-def open_lines(path: str):
-    """Binary line stream of a .jsonl, .jsonl.gz or .jsonl.zst file (streamed, never all read)."""
-    if path.endswith(".gz"):
-        return gzip.open(path, "rb")
-    if path.endswith((".zst", ".zstd")):
-        return _ZstdLines(path)
-    return open(path, "rb")
-
-
-class _ZstdLines:
-    """Lines of a (multi-frame) .zst file; a truncated last frame is an error, not silent EOF
-    (zstandard's stream_reader just stops there)."""
-
-    def __init__(self, path: str):
-        self.fh = open(path, "rb")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.fh.close()
-
-    def __iter__(self):
-        import zstandard
-
-        dctx = zstandard.ZstdDecompressor()
-        dobj, in_frame, tail = dctx.decompressobj(), False, b""
-        while data := self.fh.read(1 << 20):
-            out = []
-            while data:
-                in_frame = True
-                out.append(dobj.decompress(data))
-                if not dobj.eof:
-                    break
-                data, dobj, in_frame = dobj.unused_data, dctx.decompressobj(), False
-            lines = (tail + b"".join(out)).split(b"\n")
-            tail = lines.pop()
-            yield from (line + b"\n" for line in lines)
-        if in_frame:
-            raise EOFError("zstd stream ends inside a frame")
-        if tail:
-            yield tail
 
 
 def _zstd_error():
