@@ -1,5 +1,9 @@
 """The packing index at real document lengths and scale (`bench_index.py --realistic`).
 
+0. the mix: the 7B mix asked for vs the shares realized over the built index, on the lognormal
+   corpus and the bundled LibreOffice help corpus, S = 256 / 1024 / 4096, rho 0.1 / 0.5, with
+   switch rate, forced share, cuts and pieces per document (xlda vs plain packing);
+
 Corpus: the 7B mix (token shares en .85 / ko .10 / ja .025 / zh .025), document lengths
 lognormal (median 600, sigma 1: mean ~1,000 tokens), S = 4096. Only the .idx files are real
 (the .bin is sparse: no index build reads tokens). Prints, in one run:
@@ -113,6 +117,75 @@ def behaviour(n_docs: int) -> None:
     print(f"THD K/V expansion of packed samples (xlda mask, S={S}, {kv.size} samples): mean "
           f"{kv.mean():.2f}, p50 {np.median(kv):.2f}, p99 {np.percentile(kv, 99):.2f}, max "
           f"{kv.max():.2f}")
+
+
+# -- shares: the mix asked for vs the mix built ----------------------------------------------------
+def bundled_lengths() -> dict:
+    """Token lengths of every document of the bundled LibreOffice help corpus (../shared/corpus),
+    under a byte-level BPE (8,000 tokens) trained on 300 documents per language, + EOD."""
+    import gzip
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from xlda.paths import corpus_dir
+
+    texts = {}
+    for lang in SHARES:
+        with gzip.open(os.path.join(corpus_dir(), f"libreoffice_help.{lang}.jsonl.gz"), "rt") as f:
+            texts[lang] = [json.loads(line)["text"] for line in f if line.strip()]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([t for ts in texts.values() for t in ts[:300]], trainers.BpeTrainer(
+        vocab_size=8000, special_tokens=["<|endoftext|>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return {lang: np.array([len(e.ids) + 1 for e in tok.encode_batch(ts)], dtype=np.int32)
+            for lang, ts in texts.items()}
+
+
+def shares(n_docs: int, max_windows: int = 200_000) -> None:
+    """Realized token shares of the 7B mix over the built index (its N S input tokens), per
+    corpus x S x rho, with the switch rate, forced share, cuts and pieces per document next to
+    Megatron's plain packing of the same documents."""
+    from xlda.data.packing import build_packed_index, default_num_samples
+    from xlda.data.packing_stats import (doc_context, plain_context, stream_layout,
+                                         token_shares)
+
+    probs = np.array(list(SHARES.values()))
+    corpora = {"lognormal": list(lognormal_lengths(n_docs, seed=1).values())}
+    try:
+        corpora["bundled"] = list(bundled_lengths().values())
+    except OSError as e:
+        print(f"(bundled corpus not found: {e}; lognormal only)")
+    print("\n== shares: asked en/ko/ja/zh " + "/".join(f"{p:g}" for p in probs) +
+          "; realized over every sample of the built index (N windows = one epoch of the "
+          "limiting language)")
+    for name, lengths in corpora.items():
+        med = [int(np.median(x)) for x in lengths]
+        print(f"{name}: {sum(map(len, lengths))} documents, median tokens per language {med}")
+    print("corpus     S     rho  N        realized shares              max|d|   switch "
+          "(rho eff)  forced  cuts/win  pieces/doc xlda/plain (ratio)  minority ctx ratio")
+    for name, lengths in corpora.items():
+        ids = [range(len(x)) for x in lengths]
+        tokens = [int(x.sum(dtype=np.int64)) for x in lengths]
+        for S_ in (256, 1024, 4096):
+            n = min(max_windows, default_num_samples(tokens, probs, S_))
+            for rho in (0.1, 0.5):
+                idx = build_packed_index(lengths, ids, probs, rho, S_, n, 1)
+                st, lay = idx.stats, stream_layout(idx, lengths)
+                got = token_shares(lay, 4, n * S_)
+                b = max(st["boundaries"], 1)
+                ours = doc_context(lay, S_, n, langs=(0, 1, 2, 3))
+                plain = plain_context(lengths, S_, n, langs=(0, 1, 2, 3))
+                om = doc_context(lay, S_, n, langs=(1, 2, 3))
+                pm = plain_context(lengths, S_, n, langs=(1, 2, 3))
+                print(f"{name:<10} {S_:<5} {rho:<4} {n:<8} "
+                      f"{'/'.join(f'{x:.4f}' for x in got)}  {np.abs(got - probs).max():.4f}   "
+                      f"{st['boundary_switches'] / b:.3f} ({st['rho_effective']:.3f})    "
+                      f"{st['forced_switches'] / b:.3f}   {st['cuts'] / n:.3f}     "
+                      f"{ours['pieces_per_doc']:.3f}/{plain['pieces_per_doc']:.3f} "
+                      f"({ours['pieces_per_doc'] / plain['pieces_per_doc']:.3f})        "
+                      f"{om['start_in_sample'] / pm['start_in_sample']:.3f}", flush=True)
 
 
 # -- scale: one measurement per fresh process ------------------------------------------------------
@@ -247,8 +320,11 @@ def main(argv=None) -> None:
                     help="corpus sizes (documents) for the scale table, e.g. 1e6,1e7,1e8")
     ap.add_argument("--behaviour-docs", type=int, default=400_000)
     ap.add_argument("--skip-scale", action="store_true")
+    ap.add_argument("--skip-behaviour", action="store_true")
     args = ap.parse_args(argv)
-    behaviour(args.behaviour_docs)
+    shares(args.behaviour_docs)
+    if not args.skip_behaviour:
+        behaviour(args.behaviour_docs)
     if not args.skip_scale:
         scale(args.docs)
 

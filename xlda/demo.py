@@ -125,7 +125,8 @@ def preprocess(files: dict[str, Path], tok: Path, prefix: Path, log_dir: Path, l
 
 def _train_echo(line: str) -> bool:
     return line.startswith(("iter ", " eval", "[xlda] resumed", "[xlda] saved", "[xlda] iteration",
-                            "[xlda] training", "[xlda] done", "[xlda] annealing"))
+                            "[xlda] training", "[xlda] done", "[xlda] annealing",
+                            "[xlda] index"))
 
 
 def summarize(metrics: Path, wall: float, phase_iters: tuple[int, int]) -> dict:
@@ -153,6 +154,11 @@ def summarize(metrics: Path, wall: float, phase_iters: tuple[int, int]) -> dict:
         per = ", ".join(f"{lang} {e[f'{lang} lm loss']:.3f}" for lang in LANGS
                         if f"{lang} lm loss" in e)
         _log(f"eval @ {e['iteration']}: lm loss {e['lm loss']:.3f} ({per})")
+    shares = {k[len("share_"):]: v for k, v in train[-1].items() if k.startswith("share_")}
+    if shares:  # the run's own count of what it trained on (the index lines give P)
+        s["trained_shares"] = shares
+        _log("trained mix (share of all tokens trained on): "
+             + ", ".join(f"{lang} {v:.3f}" for lang, v in shares.items()))
     if speed:
         _log(f"throughput: {s['tokens_per_s']:.0f} tokens/s (mean of logged windows)")
     _log(f"resumed from the checkpoint at iteration {phase_iters[0]} and trained to "

@@ -75,6 +75,9 @@ def test_ablation_results_dir_names_resolved_values(tmp_path):
     assert "_it300_" in results_dir(tmp_path, a, "t").name
     assert "_mb2_gb8_s128_" in results_dir(tmp_path, a, "t").name
     assert results_dir(tmp_path, a, "t") != results_dir(tmp_path, a, "u")  # other data
+    from xlda.data.packing import FORMAT_VERSION  # another packing: runs never reused
+
+    assert results_dir(tmp_path, a, "t").name.endswith(f"_pk{FORMAT_VERSION}")
 
 
 @pytest.mark.parametrize("it, exit_interval, expect", [

@@ -38,18 +38,27 @@ def test_exact_samples_two_languages(tmp_path):
     assert valid is None and test is None and isinstance(train, XLDADataset)
     assert train.languages == ("en", "ko") and len(train) == 3
     got = [train[i] for i in range(3)]
-    # Checked by hand against the packing rule (xlda/data/packing.py). The stream:
-    #   ko1 [0,5) en0 [5,9) en2[:1] [9,10) ko0 [10,13) ko1[:2] [13,15) en2[1:] [15,19)
-    # Window 0 changes at 5. At 9 (window 1 has no change yet) the next en document would
-    # cross the window end and ko0 (3 tokens) fits, so en2 is cut at 12 + 1 - 3 = 10 and ko0
-    # ends at 13, one token into window 2 (whose change that is); likewise at 13 ko1 is cut
-    # at 18 + 1 - 4 = 15 so that en2's rest ends at 19. en0 crosses the sample boundary at 6
-    # as in Megatron's plain packing. Cut pieces mask the loss of their last token.
+    # Checked by hand against the packing rule (xlda/data/packing.py). P = (0.6, 0.4) by
+    # tokens (12 en, 8 ko); 3 windows: the band D = 0.5 * 6 = 3 tokens. The stream:
+    #   ko1 [0,5) en0 [5,9) en2[:1] [9,10) ko0 [10,13) ko1[:1] [13,14) en2[1:] [14,18)
+    #   ko1[1:] [18,22)
+    # Window 0 changes at 5 (ko's next document would cross the window end). At 9 (window 1
+    # has no change yet) the next en document would cross the window end and ko0 (3 tokens)
+    # fits, so en2 is cut at 12 + 1 - 3 = 10 and ko0 ends at 13, one token into window 2. At
+    # 13 the same plan would cut ko1 at 15, but ko is 8 - 0.4 * 13 = 2.8 tokens ahead of its
+    # share: one more token would pass the band of 3, so the band cuts ko1 after one token
+    # (13 -> 14) and en2's rest follows. en0 crosses the sample boundary at 6 as in Megatron's
+    # plain packing. Cut pieces mask the loss of their last token. Realized shares over the
+    # 18 input tokens: en 9, ko 9 (v2: 8 / 10). The last piece runs past the 19 tokens the
+    # samples read: no band cut there.
     # shuffle = [2, 1, 0]: item 0 is sample 2.
-    assert train.sample_spans(0) == [(1, 0, 2, 1, False), (1, 1, 0, 2, True),
-                                     (0, 2, 1, 4, False)]
+    assert train.sample_spans(0) == [(1, 0, 2, 1, False), (1, 1, 0, 1, True),
+                                     (0, 2, 1, 4, False), (1, 1, 1, 1, False)]
+    assert train.index.stats["shares"] == [0.5, 0.5]
+    assert train.index.stats["band_cuts"] == 1 and train.index.stats["cuts"] == 2
     assert train.sample_spans(1) == [(0, 0, 1, 3, False), (0, 2, 0, 1, True),
                                      (1, 0, 0, 3, False)]
+    assert got[0]["labels"].tolist() == [23, 17, 18, 19, 0, 24]
     assert got[2]["labels"].tolist() == [24, 25, 26, 0, 11, 12]
     assert [g["loss_mask"].tolist() for g in got] == EXPECTED_LOSS_MASK
     assert [g["tokens"].tolist() for g in got] == EXPECTED_TOKENS
@@ -67,11 +76,11 @@ def test_exact_samples_two_languages(tmp_path):
             assert t == EOD or t // 10 == la + 1
 
 
-EXPECTED_TOKENS = [[0, 23, 24, 17, 18, 19], [12, 13, 0, 16, 21, 22], [23, 24, 25, 26, 0, 11]]
+EXPECTED_TOKENS = [[0, 23, 17, 18, 19, 0], [12, 13, 0, 16, 21, 22], [23, 24, 25, 26, 0, 11]]
 # doc ids number (lang, doc) occurrences in order of appearance within the sample
-EXPECTED_DOCS = [[0, 1, 1, 2, 2, 2], [0, 0, 0, 1, 2, 2], [0, 0, 0, 0, 0, 1]]
-EXPECTED_LANGS = [[1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 1, 1], [1, 1, 1, 1, 1, 0]]
-EXPECTED_LOSS_MASK = [[1.0, 1.0, 0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0, 1.0, 1.0], [1.0] * 6]
+EXPECTED_DOCS = [[0, 1, 2, 2, 2, 2], [0, 0, 0, 1, 2, 2], [0, 0, 0, 0, 0, 1]]
+EXPECTED_LANGS = [[1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1], [1, 1, 1, 1, 1, 0]]
+EXPECTED_LOSS_MASK = [[1.0, 0.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0, 1.0, 1.0], [1.0] * 6]
 
 
 def test_cut_document_masks_the_label(tmp_path):
@@ -153,8 +162,9 @@ def test_single_language_fails_at_build(tmp_path):
 
 
 def test_language_with_p_but_no_tokens_fails(tmp_path):
+    # (S = 8: ko's share 1/7 gives 1.14 tokens per window, enough for the guarantee)
     cfg = make_config(tmp_path, {"en": EN_DOCS * 4, "ko": KO_DOCS}, split="90,10,0",
-                      sequence_length=4)
+                      sequence_length=8)
     with pytest.raises(Exception) as e:  # en valid = doc 11 of 12; ko's 2 docs: round(1.8) = 2
         build_xlda_datasets(cfg, [3, 3, 0])
     assert "language 'ko'" in _chain(e.value) and "0 tokens in the valid split" in _chain(e.value)
@@ -165,7 +175,7 @@ def test_unread_split_with_an_empty_language_does_not_stop_the_run(tmp_path):
     # (num_samples 0, what the trainer passes for test, and for valid without evaluation)
     # builds no index for them and trains
     cfg = make_config(tmp_path, {"en": EN_DOCS * 4, "ko": KO_DOCS}, split="80,10,10",
-                      sequence_length=4)
+                      sequence_length=8)
     train, valid, test = build_xlda_datasets(cfg, [3, 0, 0])
     assert len(train) == 3 and len(valid) == 0 and len(test) == 0
     assert valid.index is None and test.index is None

@@ -14,6 +14,12 @@ def _lens(corpus):
     return [np.asarray(c, dtype=np.int32) for c in corpus]
 
 
+def feasible(probs, S):
+    """The documented bound: every window needs >= 1 token of a language other than the
+    largest, so (1 - max P) S >= 1."""
+    return (1.0 - max(probs)) * S >= 1.0 - 1e-9
+
+
 def check_invariants(idx, lengths, S, extra=1):
     """>= 2 languages per sample, exact sample sizes, documents whole but for cuts at a
     window's last input position, each language's documents once per epoch in order."""
@@ -77,7 +83,12 @@ def test_invariants_property(corpus, S, rho, seed, n, data):
     w = data.draw(st.lists(st.floats(0.001, 1.0), min_size=len(corpus), max_size=len(corpus)))
     probs = np.array(w) / sum(w)
     lengths = _lens(corpus)
-    idx = build_packed_index(lengths, [range(len(c)) for c in corpus], probs, rho, S, n, seed)
+    ids = [range(len(c)) for c in corpus]
+    if not feasible(probs, S):  # fewer than 1 token of the other languages per window
+        with pytest.raises(ValueError, match="tokens per window"):
+            build_packed_index(lengths, ids, probs, rho, S, n, seed)
+        return
+    idx = build_packed_index(lengths, ids, probs, rho, S, n, seed)
     check_invariants(idx, lengths, S)
 
 
@@ -90,6 +101,11 @@ def test_compiled_walk_is_bit_identical(corpus, S, rho, seed, n, first):
     probs = np.arange(1, len(corpus) + 1, dtype=np.float64)
     probs /= probs.sum()
     ids = [range(first, first + len(c)) for c in corpus]
+    if not feasible(probs, S):
+        for backend in ("c", "python"):
+            with pytest.raises(ValueError, match="tokens per window"):
+                build_packed_index(lengths, ids, probs, rho, S, n, seed, backend=backend)
+        return
     a = build_packed_index(lengths, ids, probs, rho, S, n, seed, backend="c")
     b = build_packed_index(lengths, ids, probs, rho, S, n, seed, backend="python")
     for name in packing.ARRAY_NAMES:
@@ -153,14 +169,16 @@ def test_7b_mix_shares_whole_documents_and_context():
     n = int(probs.size and sum(int(x.sum()) for x in lengths) * 0.9) // S
     idx = build_packed_index(lengths, [range(len(x)) for x in lengths], probs, 0.3, S, n, 2)
     lay = stream_layout(idx, lengths)
-    assert np.abs(token_shares(lay, 4, n * S) - probs).max() <= 0.01
+    assert np.abs(token_shares(lay, 4, n * S) - probs).max() <= 0.005
     ours = doc_context(lay, S, n, langs=(1, 2, 3))
     plain = plain_context(lengths, S, n, langs=(1, 2, 3))  # the same documents, plain packing
     assert ours["start_in_sample"] >= plain["start_in_sample"]
     every = (0, 1, 2, 3)
     ours_all = doc_context(lay, S, n, langs=every)
     plain_all = plain_context(lengths, S, n, langs=every)
-    assert ours_all["pieces_per_doc"] <= plain_all["pieces_per_doc"] * 1.05
+    # v2 met 1.05 (1.049) while training on ~2% more minority tokens than asked; at the exact
+    # mix 1.0503 over six seeds (benchmarks/bench_index.py --realistic prints it)
+    assert ours_all["pieces_per_doc"] <= plain_all["pieces_per_doc"] * 1.055
 
 
 def test_windows_only_need_a_boundary_not_every_alignment():

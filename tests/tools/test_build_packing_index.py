@@ -34,7 +34,7 @@ def test_prebuilt_indices_are_what_the_trainer_opens(tmp_path, capsys, corpus):
     before = BUILD_COUNTER["builds"]
     assert main(_flags(tmp_path, prefixes) + ["--verify"]) == 0
     out = capsys.readouterr().out
-    assert "train: 40 samples" in out and "valid: 12 samples" in out  # 3 iters x 4 (not x 3 evals)
+    assert "train: 40 windows" in out and "valid: 12 windows" in out  # 3 iters x 4 (not x 3 evals)
     assert out.count("verify: ok") == 2
     built = BUILD_COUNTER["builds"] - before
     assert built == 2  # train and valid; test is never read, so never built
@@ -51,3 +51,14 @@ def test_prebuilt_indices_are_what_the_trainer_opens(tmp_path, capsys, corpus):
 def test_bad_flags_exit_2(tmp_path, capsys):
     assert main(["--config", "examples/trillion7b/tiny.yaml", "--seq-lenght", "3"]) == 2
     assert "build_packing_index: error" in capsys.readouterr().err
+
+
+def test_a_mix_the_data_cannot_give_is_one_error_line(tmp_path, capsys):
+    # en 0.995 at S = 64: the others get 0.32 tokens per window, the guarantee needs 1
+    prefixes = _data(tmp_path)
+    flags = _flags(tmp_path, prefixes) + ["--xlda-alpha", "0", "--xlda-beta",
+                                          "en=0.995,ko=0.005"]
+    assert main(flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("build_packing_index: error: language 'en'")
+    assert "--seq-length to >= 200" in err[0] and "Traceback" not in err[0]

@@ -137,7 +137,10 @@ def results_dir(work: Path, a: AblationConfig, data_dir: str) -> Path:
            f"{a.global_batch_size}_s{a.seq_length}_e{a.eval_samples}_i{a.isolated_docs}"
            f"_p{a.probe_context or a.seq_length // 2}")
     data = hashlib.sha1(data_dir.encode()).hexdigest()[:6]
-    return work / f"results_{tag}_d{data}"
+    # the packing format too: runs of an older packing (another mix) are never reused
+    from xlda.data.packing import FORMAT_VERSION
+
+    return work / f"results_{tag}_d{data}_pk{FORMAT_VERSION}"
 
 
 def run(args) -> dict:
@@ -208,6 +211,20 @@ def _annealing(a: AblationConfig) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in blend.items())
 
 
+def _realized(facts, key: str) -> str:
+    """Per language, the range over runs of a realized share (runs cached before packing v3
+    have none: said so)."""
+    got = [f[key] for f in facts if f.get(key)]
+    if not got:
+        return "not recorded (runs from before packing v3: rerun to measure)"
+    out = []
+    for lang in got[0]:
+        lo, hi = min(g[lang] for g in got), max(g[lang] for g in got)
+        out.append(f"{lang} {lo:.3f}" if round(lo, 3) == round(hi, 3) else
+                   f"{lang} {lo:.3f}-{hi:.3f}")
+    return ", ".join(out)
+
+
 def results_markdown(summary, prows, rows, facts, args, a, wall, data, heldout) -> str:
     cmd = "python examples/trillion7b/ablation/run_ablation.py " + " ".join(sys.argv[1:])
     train_s = [f["train_s"] for f in facts]
@@ -268,6 +285,9 @@ def results_markdown(summary, prows, rows, facts, args, a, wall, data, heldout) 
         + (f"{min(tps):,.0f}-{max(tps):,.0f} tokens/s" if tps else "n/a")
         + f"; this invocation {wall / 60:.1f} min wall (cached runs and data are reused)",
         "- training mix P(l): " + ", ".join(f"{k} {v:g}" for k, v in a.mix.items())
+        + f"; realized: {_realized(facts, 'index_shares')} over the main packing index, "
+        f"{_realized(facts, 'trained_shares')} over the tokens the runs trained on (the WSD decay "
+        f"phase included)"
         + f"; the WSD decay phase (last {max(a.train_iters // 10, 1)} iterations) trains on the "
         f"recipe's annealing blend (non-English x3): {_annealing(a)}; seeds 1..{len(a.seeds)}; "
         f"masks {', '.join(a.masks)}",

@@ -287,6 +287,8 @@ def _train_and_eval(spec: RunSpec, heldout: dict, log) -> dict:
         r.update(mask=spec.mask, seed=spec.seed)
     hist = result.history
     own = {(r["metric"], r["lang"]): r["loss"] for r in rows if r["eval_mask"] == spec.mask}
+    trained = dict(trainer.lang_tokens_total)  # the run's own count (metrics.jsonl share_*)
+    total = max(sum(trained.values()), 1)
     facts = {"name": spec.name, "mask": spec.mask, "seed": spec.seed, "train_s": train_s,
              "params": sum(p.numel() for p in model.parameters()),
              "eval_s": time.perf_counter() - t0 - train_s,
@@ -294,6 +296,9 @@ def _train_and_eval(spec: RunSpec, heldout: dict, log) -> dict:
              "tokens_per_s": result.iteration * cfg.training.global_batch_size
              * cfg.data.seq_length / train_s,
              "first_sample_sum": int(first.sum()),
+             "trained_shares": {k: v / total for k, v in trained.items()},
+             "index_shares": dict(zip(trainer.languages,
+                                      trainer.data.main.dataset.index.stats.get("shares", []))),
              "first_loss": hist[0]["lm loss"] if hist else None,
              "last_loss": hist[-1]["lm loss"] if hist else None}
     log(f"[ablation] {spec.name}: {result.iteration} iters in {train_s:.0f}s, train loss "

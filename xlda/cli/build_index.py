@@ -3,7 +3,7 @@
 Takes the trainer's flags (`--config` + Megatron-style overrides, exactly as
 pretrain_trillion.py) and builds the train, validation and annealing indices the trainer will
 open, sized as the trainer sizes them, into the cache next to the data (or --data-cache-path).
-Meant as a CPU step before the GPU job (examples/trillion7b/build_index.sbatch): the job then
+Meant as a CPU step before the GPU job (examples/trillion7b/build_index_7b.sbatch): the job then
 opens cached indices in seconds instead of waiting on rank 0.
 
     python tools/build_packing_index.py --config examples/trillion7b/trillion_7b.yaml \
@@ -35,7 +35,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("\nAll other flags are pretrain_trillion.py's (see its --help).")
         return 0
     logging.basicConfig(level=logging.INFO, format="[xlda] %(message)s", stream=sys.stdout)
-    from xlda.cli.pretrain import resolve
+    from xlda.cli.pretrain import _data_user_error, resolve
+    from xlda.data.packing import summary_line
     from xlda.data.dataset import index_cache_dir
     from xlda.data.index_cache import cache_path, verify
     from xlda.training.batches import build_run_datasets
@@ -47,17 +48,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"build_packing_index: error: {e}", file=sys.stderr)
         return 2
     t0 = time.time()
-    ds = build_run_datasets(cfg, log=print)
+    try:
+        ds = build_run_datasets(cfg, log=print)
+    except ValueError as e:  # a mix or split the data cannot give: one line, as pretrain
+        msg = _data_user_error(e)
+        if msg is None:
+            raise
+        print(f"build_packing_index: error: {msg}", file=sys.stderr)
+        return 2
     bad = 0
     for name, d in (("train", ds.train), ("valid", ds.valid), ("annealing", ds.annealing)):
         if d is None or d.index is None:
             continue
         where = cache_path(index_cache_dir(d.config), d.cache_base)
-        s = d.index.stats
-        line = (f"{name}: {len(d)} samples, {where}; rho {s.get('rho')} (effective "
-                f"{s.get('rho_effective', 0):.3f}), forced switches "
-                f"{s.get('forced_switches', 0) / max(s.get('boundaries', 1), 1):.3f} of "
-                f"boundaries, cuts {s.get('cuts', 0) / max(len(d), 1):.3f} per sample")
+        line = f"{name}: {summary_line(d.index.stats, len(d))}; {where}"
         if args.verify and os.path.isdir(where):
             problem = verify(where, full=True)
             bad += problem is not None

@@ -8,14 +8,16 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 
 enum { ST_POS, ST_CUR, ST_CTR, ST_SWWIN, ST_PIECES, ST_SAMPLE, ST_BOUND, ST_FORCED, ST_FREE,
        ST_FREESW, ST_CUTS, ST_OUTP, ST_OUTC, ST_OUTS, ST_PHASE, ST_TTOT, ST_CUTAT, ST_CUTTO,
-       ST_LANG };
+       ST_BANDCUT, ST_BANDSW, ST_DOCSW, ST_LANG };
 enum { PHASE_PLACE, PHASE_DECIDE, PHASE_START, PHASE_DONE };
 enum { DONE, NEED_EPOCH, OUT_FULL };
 #define MAXL 64
+#define ROOM_CAP ((int64_t)1 << 60)
 
 static double uniform(uint64_t key, int64_t counter) {
     uint64_t z = key + (uint64_t)(counter + 1) * 0x9E3779B97F4A7C15ULL;
@@ -26,24 +28,28 @@ static double uniform(uint64_t key, int64_t counter) {
 }
 
 static int64_t choose(double u, const double *probs, const int64_t *st, int L, int64_t ttot,
-                      double buffer, int64_t exclude) {
-    double total = 0.0, best_v = 0.0;
-    int64_t best = -1;
+                      double buffer, double band, int64_t exclude) {
+    double total = 0.0, best_v = 0.0, worst_e = 0.0;
+    int64_t best = -1, worst = -1;
     for (int k = 0; k < L; k++) {
         if (k != exclude && probs[k] > 0.0) {
+            double ek = (double)st[ST_LANG + 3 * k + 2] - probs[k] * (double)ttot;
+            if (ek <= -band && (worst < 0 || ek < worst_e)) { worst = k; worst_e = ek; }
             double w = probs[k] * ((double)ttot + buffer) - (double)st[ST_LANG + 3 * k + 2];
-            if (w > 0.0) total += w;
+            if (w > 0.0 && ek < band) total += w;
             double v = w / probs[k];
             if (best < 0 || v > best_v) { best = k; best_v = v; }
         }
     }
+    if (worst >= 0) return worst;
     if (total <= 0.0) return best;
     double x = u * total;
     int64_t last = -1;
     for (int k = 0; k < L; k++) {
         if (k == exclude || probs[k] <= 0.0) continue;
         double w = probs[k] * ((double)ttot + buffer) - (double)st[ST_LANG + 3 * k + 2];
-        if (w <= 0.0) continue;
+        if (w <= 0.0 ||
+            (double)st[ST_LANG + 3 * k + 2] - probs[k] * (double)ttot >= band) continue;
         last = k;
         if (x < w) return k;
         x -= w;
@@ -58,6 +64,21 @@ static double switch_prob(double r, double p, int64_t tokens_l, int64_t ttot, do
     return q > 1.0 ? 1.0 : q;
 }
 
+/* see packing_ref._band_room */
+static int64_t band_room(const int64_t *st, const double *probs, double band, int L,
+                         int64_t cur) {
+    double tt = (double)st[ST_TTOT], pc = probs[cur];
+    double x = (band - ((double)st[ST_LANG + 3 * cur + 2] - pc * tt)) / (1.0 - pc);
+    for (int k = 0; k < L; k++) {
+        if (k != cur && probs[k] > 0.0) {
+            double y = (band + ((double)st[ST_LANG + 3 * k + 2] - probs[k] * tt)) / probs[k];
+            if (y < x) x = y;
+        }
+    }
+    if (x > (double)ROOM_CAP) return ROOM_CAP;
+    return (int64_t)floor(x);
+}
+
 static int check(Py_buffer *b, Py_ssize_t itemsize, const char *name) {
     if (b->itemsize != itemsize || b->len % itemsize != 0) {
         PyErr_Format(PyExc_TypeError, "_packing_kernel: %s must have %zd-byte items", name,
@@ -67,18 +88,18 @@ static int check(Py_buffer *b, Py_ssize_t itemsize, const char *name) {
     return 1;
 }
 
-/* pack(state int64, probs f64[L], rswitch f64[L], buffer, key, S, need, n_samples,
+/* pack(state int64, probs f64[L], rswitch f64[L], buffer, band, key, S, need, n_samples,
  *      lengths [L] of int32 arrays, orders [L] of int32 arrays, id_first int64[L],
  *      piece_doc int64, piece_lang int8, cut_piece int64, cut_off int32, cut_len int32,
  *      sample_piece int64, sample_off int32) -> (code, lang) */
 static PyObject *pack(PyObject *self, PyObject *args) {
     Py_buffer bst, bpr, brs, bid, bpd, bpl, bcp, bco, bcl, bsp, bso;
-    double buffer;
+    double buffer, band;
     unsigned long long ukey;
     long long S, need, n_samples;
     PyObject *olen, *oord;
-    if (!PyArg_ParseTuple(args, "w*y*y*dKLLLOOy*w*w*w*w*w*w*w*", &bst, &bpr, &brs, &buffer,
-                          &ukey, &S, &need, &n_samples, &olen, &oord, &bid, &bpd, &bpl, &bcp,
+    if (!PyArg_ParseTuple(args, "w*y*y*ddKLLLOOy*w*w*w*w*w*w*w*", &bst, &bpr, &brs, &buffer,
+                          &band, &ukey, &S, &need, &n_samples, &olen, &oord, &bid, &bpd, &bpl, &bcp,
                           &bco, &bcl, &bsp, &bso))
         return NULL;
     Py_buffer *all[] = {&bst, &bpr, &brs, &bid, &bpd, &bpl, &bcp, &bco, &bcl, &bsp, &bso};
@@ -143,7 +164,8 @@ static PyObject *pack(PyObject *self, PyObject *args) {
             int64_t phase = st[ST_PHASE];
             if (phase == PHASE_DONE) { code = DONE; break; }
             if (phase == PHASE_START) {
-                st[ST_CUR] = choose(uniform(key, st[ST_CTR]), probs, st, L, 0, buffer, -1);
+                st[ST_CUR] = choose(uniform(key, st[ST_CTR]), probs, st, L, 0, buffer, band,
+                                    -1);
                 /* choose() read tokens from st: all 0 at the start, as the reference passes */
                 st[ST_CTR] += 1;
                 st[ST_PHASE] = PHASE_PLACE;
@@ -157,7 +179,7 @@ static PyObject *pack(PyObject *self, PyObject *args) {
                 int64_t pos = st[ST_POS], w = pos / S;
                 int inside = pos % S != 0;
                 int64_t k = choose(uniform(key, st[ST_CTR]), probs, st, L, st[ST_TTOT], buffer,
-                                   cur);
+                                   band, cur);
                 int64_t bk = ST_LANG + 3 * k;
                 if (st[bk] >= ords[k].len / 4) { code = NEED_EPOCH; ret_lang = k; break; }
                 int64_t nk = (int64_t)((const int32_t *)lens[k].buf)[
@@ -175,13 +197,22 @@ static PyObject *pack(PyObject *self, PyObject *args) {
                     c = (w + 1) * S + 1 - nk;
                     plan = pos < c && c < pos + nxt;
                 }
+                /* band: see packing_ref.py */
+                double tt = (double)st[ST_TTOT];
+                double ek = (double)st[bk + 2] - probs[k] * tt;
+                int bsw = !force && (ek <= -band ||
+                                     (double)st[b + 2] - probs[cur] * tt + (1.0 - probs[cur]) >
+                                         band);
+                fr = fr && ek + (1.0 - probs[k]) <= band;
                 st[ST_BOUND] += 1;
                 if (force) st[ST_FORCED] += 1;
+                else if (bsw) st[ST_BANDSW] += 1;
                 else { st[ST_FREE] += 1; st[ST_FREESW] += fr; }
                 if (plan) {
                     st[ST_CUTAT] = c;
                     st[ST_CUTTO] = k;
-                } else if (fr || force) {
+                } else if (fr || force || bsw) {
+                    st[ST_DOCSW] += 1;
                     st[ST_CUR] = k;
                     if (inside) st[ST_SWWIN] = w;
                 }
@@ -208,7 +239,8 @@ static PyObject *pack(PyObject *self, PyObject *args) {
                 k = st[ST_CUTTO];
                 st[ST_CUTAT] = 0;
             } else if (ww >= 0) {
-                k = choose(uniform(key, st[ST_CTR]), probs, st, L, st[ST_TTOT], buffer, cur);
+                k = choose(uniform(key, st[ST_CTR]), probs, st, L, st[ST_TTOT], buffer, band,
+                           cur);
                 int64_t bk = ST_LANG + 3 * k;
                 if (st[bk] >= ords[k].len / 4) { code = NEED_EPOCH; ret_lang = k; break; }
                 int64_t nk = (int64_t)((const int32_t *)lens[k].buf)[
@@ -224,7 +256,22 @@ static PyObject *pack(PyObject *self, PyObject *args) {
                     continue;
                 }
             }
-            int64_t end = cut < 0 ? e : cut, p = st[ST_PIECES];
+            int64_t end = cut < 0 ? e : cut;
+            int64_t bc = s + band_room(st, probs, band, L, cur);  /* band: see packing_ref.py */
+            if (bc < end && bc < need) {
+                if (bc <= s) bc = s + 1;
+                if (bc % S == 0) bc = bc - 1 > s ? bc - 1 : bc + 1;
+                if (bc < end) {
+                    k = choose(uniform(key, st[ST_CTR]), probs, st, L, st[ST_TTOT], buffer, band,
+                               cur);
+                    st[ST_CTR] += 1;
+                    cut = bc;
+                    end = bc;
+                    ww = bc / S;
+                    st[ST_BANDCUT] += 1;
+                }
+            }
+            int64_t p = st[ST_PIECES];
             piece_doc[st[ST_OUTP]] = id_first[cur] + local;
             piece_lang[st[ST_OUTP]] = (int8_t)cur;
             st[ST_OUTP] += 1;

@@ -30,8 +30,8 @@ from megatron.core.datasets.utils import Split
 
 from xlda.data.index_cache import find_cached, is_cached, load_or_build, params_hash
 from xlda.data.mock import MockLanguageDataset, MockTokenizer
-from xlda.data.packing import build_packed_index, default_num_samples
-from xlda.data.sampling import check_packable, language_probabilities, validate_rho
+from xlda.data.packing import build_packed_index, default_num_samples, summary_line
+from xlda.data.sampling import check_mix, check_packable, language_probabilities, validate_rho
 
 logger = logging.getLogger(__name__)
 
@@ -220,13 +220,15 @@ class XLDADataset(MegatronDataset):
             self.probs = list(cached.description["probs"])
             self.num_samples = int(cached.description["resolved_num_samples"])
             self.index = cached
+            self._log_summary("cached")
             return
         self.probs = language_probabilities(self.languages, dataset.tokens,
                                             config.xlda_alpha, config.xlda_beta)
         lengths = [dataset.lengths(l)[r.start:r.stop] for l, r in enumerate(self.doc_ids)]
         split_tokens = [int(x.sum(dtype=np.int64)) for x in lengths]
-        check_packable(self.languages, self.probs, split_tokens,
-                       f"the {index_split.name} split (split={config.split!r})")
+        where = f"the {index_split.name} split (split={config.split!r})"
+        check_packable(self.languages, self.probs, split_tokens, where)
+        check_mix(self.languages, self.probs, config.sequence_length, where)
         if num_samples is None:
             num_samples = default_num_samples(split_tokens, self.probs,
                                               config.sequence_length, self.extra)
@@ -238,7 +240,13 @@ class XLDADataset(MegatronDataset):
             lambda out_dir: build_packed_index(
                 lengths, self.doc_ids, self.probs, config.xlda_rho, config.sequence_length,
                 num_samples, config.random_seed, index_split.value, self.extra,
-                progress=logger.info, out_dir=out_dir))
+                progress=logger.info, out_dir=out_dir, languages=self.languages))
+        self._log_summary("built")
+
+    def _log_summary(self, how: str) -> None:
+        """The one line a build (or a cache hit) prints per split: what it trains on."""
+        logger.info("XLDA index %s (%s): %s", self.index_split.name, how,
+                    summary_line(self.index.stats, len(self)))
 
     @staticmethod
     def build_low_level_dataset(dataset_path: Optional[str],

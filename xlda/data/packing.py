@@ -1,27 +1,48 @@
 """The XLDA packing index: which pieces of which documents make up each sample.
 
-The rule (index format 3):
+The rule (index format 4):
 
 * The global token stream is whole documents, one after another, each language's documents in
   its own seeded epoch shuffle (every document once per epoch; upsampled languages repeat whole
   epochs). Samples are consecutive windows of S input tokens (+1 label token, as Megatron) of
   that stream, served in a seeded shuffled order.
+* Shares are a hard property (the band). Let e_l(x) = T_l(x) - P_l x, language l's tokens in
+  the first x stream tokens minus its share of them. The walk keeps every e_l inside
+  [-D, +D], D = S * clamp(N / 400, 0.5, 8) for an index of N windows: a piece ends (is cut)
+  where its language would pass +D, or where another language would fall below -D; a language
+  a band behind is switched to first; a free switch never goes to a language without room.
+  So over the N S tokens of the index |share_l - P_l| <= D / (N S) <= max(0.5 / N, 1 / 400):
+  within 0.005 for N >= 100 windows and 0.0025 for N >= 200, at any S, rho and document
+  length. The build measures the realized shares and refuses (ValueError, naming the
+  language) an index outside 0.01 (N >= 100) or 0.005 (N >= 1000); never a silent other mix.
+* Feasibility: every window holds >= 1 token of a language other than the largest one (each
+  such token lies in one window), so the guarantee needs (1 - max P) S >= 1. A mix below that
+  is refused before anything is built (`check_mix`), naming the language and the flag.
 * rho: at a document boundary the language switches with probability r_L for the language L
   just read. r_L = C (1 - P_L) m_L (m_L: mean document length) with C set so the switch rate
   over all boundaries is rho and token shares are P(l) when the next language is drawn from P
   restricted to the others (run visits ~ P_l (1 - P_l), tokens per run ~ 1 / (1 - P_l)).
   A mix can only switch so often with whole documents (each switch needs a minority document
   beside it): when rho asks for more, C is capped so the most-switching language switches
-  at every boundary (`rho_effective` in the stats; the build logs it). A small token-deficit
-  feedback on r_L and on the next-language weights keeps shares at P despite the guarantee.
+  at every boundary (`rho_effective` in the stats; the build logs it). A token-deficit
+  feedback (buffer B = 2 windows) on r_L and on the next-language weights keeps e_l near 0,
+  so the band rarely has to cut.
 * Guarantee (>= 2 languages in every sample, by construction): every window must hold a
   language change strictly inside its S input tokens. At a boundary inside a window that has
   none yet, the language may stay only if the next same-language document still ends inside
-  the window; otherwise the switch is forced (counted). Only where no boundary is left (a
-  document longer than the room, or covering a whole window) is a document cut, at the
-  window's last input position; its rest is the first thing its language reads next time.
-  Megatron's plain packing cuts documents at sample boundaries; this cuts them there and at
-  these points only.
+  the window; otherwise the switch is forced (counted). Where no boundary is left (a document
+  longer than the room, or covering a whole window) a document is cut inside the window; its
+  rest is the first thing its language reads next time.
+* Cutting as little as the mix allows: a cut is only made for the guarantee or the band, and
+  the guarantee prefers pieces that straddle a window boundary (contiguous in the stream, so
+  no context is lost): a minority document whose end lies one token into the next window
+  serves both windows, and the switch is made at the first boundary where the next document
+  would reach past the window. Whole documents cannot give both the guarantee and P when the
+  minority languages' share of a window, (1 - P_max) S, is small next to their documents
+  (S = 256 with 450-token help pages: ~38 minority tokens per window): then the band cuts
+  minority documents into window-sized pieces, which is the cost of the mix (reported).
+  A cut document keeps its document id within a sample (the dataset), so a piece resumed in
+  the same sample still sees its earlier part.
 * Labels at a cut: the last token before a cut has the next document's first token as its
   label, so loss_mask is 0 there (the dataset does it; EOD -> next document is as Megatron).
 
@@ -30,6 +51,8 @@ of one) its dataset document id and language; the cut pieces' (piece, offset, le
 sample its first piece and offset (as Megatron's sample index); the shuffle. O(docs +
 samples), built by one sequential walk (the compiled `_packing_kernel.pack`, or its Python
 twin `packing_ref.pack`), in chunks, so peak memory is the per-language shuffles plus a chunk.
+The stats (realized shares, switch rate, cuts and pieces per document per language) go into
+the index's description.json and the build's one-line summary (`summary_line`).
 """
 from __future__ import annotations
 
@@ -43,17 +66,34 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from xlda.data import packing_ref as ref
+from xlda.data.sampling import check_mix, check_realized
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 ARRAY_NAMES = ("piece_doc", "piece_lang", "cut_piece", "cut_off", "cut_len", "sample_piece",
                "sample_off", "shuffle")
 CHUNK = 1 << 22  # pieces per kernel call: bounded buffers, progress lines
-# The deficit feedback's buffer B, in windows: shares stay within ~P_l B tokens of P_l T, while
-# r_L moves little (measured: a free-boundary switch rate within 0.003 of rho from 0.1 to 0.9
-# with B = 64 S; 4 S pulled rho = 0.9 down to 0.85).
-BUFFER_WINDOWS = 64
+# The deficit feedback's buffer B, in windows. v2 used 64 (r_L exact, shares off by up to B/T);
+# with the band holding the shares, a small B keeps e_l near 0 so the band seldom cuts
+# (measured, 7B mix at S = 4096: band cuts per sample 0.12 at B = 16, 0.06 at 8, 0.006 at 2).
+BUFFER_WINDOWS = 2
+# The band D = S * clamp(N / BAND_PER, BAND_MIN, BAND_MAX): |share - P| <= D / (N S).
+BAND_MIN, BAND_MAX, BAND_PER = 0.5, 8.0, 400.0
+
+
+def band_tokens(seq_length: int, num_samples: int) -> float:
+    return float(seq_length) * min(BAND_MAX, max(BAND_MIN, num_samples / BAND_PER))
+
+
+def share_tolerance(num_samples: int) -> Optional[float]:
+    """The promised max |realized share - P| of an index of num_samples windows (None below
+    100 windows, where the band D / (N S) is all there is)."""
+    if num_samples >= 1000:
+        return 0.005
+    if num_samples >= 100:
+        return 0.01
+    return None
 
 
 @dataclass
@@ -200,18 +240,23 @@ def build_packed_index(
     backend: Optional[str] = None,
     progress: Optional[Callable[[str], None]] = None,
     out_dir: Optional[str] = None,
+    languages: Optional[Sequence[str]] = None,
 ) -> PackedIndex:
     """Build the index. doc_lengths[l]: lengths of language l's documents in this split (int32;
     a memmap is fine); doc_ids[l]: their dataset ids, a range. Callers validate (>= 2 languages
     with P > 0, none of them empty). backend: "c" (the compiled walk; error if not built),
     "python" (the reference twin) or None (c if built); both give bit-identical indexes.
     out_dir: write the arrays there as raw `<name>.bin` files while building (memory-mapped in
-    the result) instead of holding them in RAM."""
+    the result) instead of holding them in RAM. languages: names for messages and the stats.
+    Raises ValueError for a mix the guarantee cannot meet (`check_mix`) and, as a backstop, for
+    an index whose realized shares miss P by more than `share_tolerance`."""
     S = int(seq_length)
     if S < 2:
         raise ValueError(f"seq_length={S}: a sample needs >= 2 tokens to hold 2 languages")
     n_lang = len(probs)
+    names = list(languages) if languages is not None else [f"#{l}" for l in range(n_lang)]
     probs = np.asarray(probs, dtype=np.float64)
+    check_mix(names, list(probs), S)
     lengths = [np.ascontiguousarray(np.asarray(x), dtype=np.int32) for x in doc_lengths]
     for l, ids in enumerate(doc_ids):
         if not (isinstance(ids, range) and ids.step == 1 and len(ids) == lengths[l].shape[0]):
@@ -224,6 +269,7 @@ def build_packed_index(
         logger.warning("--xlda-rho %.3g is more than this mix allows with whole documents; "
                        "switching at the most %.3g of document boundaries", rho, rho_eff)
     need = num_samples * S + extra
+    band = band_tokens(S, num_samples)
     key = int(np.random.default_rng([seed, split_id, 9]).integers(0, 2**63 - 1))
     kern = _kernel(backend)
     walk = kern.pack if kern is not None else ref.pack
@@ -261,7 +307,8 @@ def build_packed_index(
     state[ref.ST_SWWIN] = -1
     t0, last = time.time(), time.time()
     while True:
-        code, lang = walk(state, probs, rswitch, float(BUFFER_WINDOWS * S), key, S, need, num_samples,
+        code, lang = walk(state, probs, rswitch, float(BUFFER_WINDOWS * S), float(band), key, S,
+                          need, num_samples,
                           lengths, orders, id_first, *bufs.values())
         if code == ref.NEED_EPOCH:  # an upsampled language: one more shuffled epoch
             orders[lang] = np.concatenate([orders[lang], epoch(lang, n_epochs[lang])])
@@ -293,7 +340,83 @@ def build_packed_index(
         "boundaries": int(state[ref.ST_BOUND]), "forced_switches": int(state[ref.ST_FORCED]),
         "free_boundaries": int(state[ref.ST_FREE]),
         "free_switches": int(state[ref.ST_FREESW]), "cuts": int(state[ref.ST_CUTS]),
+        "band_cuts": int(state[ref.ST_BANDCUT]), "band_switches": int(state[ref.ST_BANDSW]),
+        "boundary_switches": int(state[ref.ST_DOCSW]), "band_tokens": band,
         "pieces": int(state[ref.ST_PIECES]), "stream_tokens": int(state[ref.ST_POS]),
         "tokens": [int(state[L + 3 * l + 2]) for l in range(n_lang)], "epochs": n_epochs,
     }
+    stats.update(realized_stats(arrays, lengths, id_first, stats["tokens"], num_samples * S,
+                                names, probs))
+    check_realized(names, stats["shares"], list(probs), share_tolerance(num_samples),
+                   num_samples, S)
     return PackedIndex(**arrays, shuffle=shuffle, stats=stats)
+
+
+def realized_stats(arrays: dict, lengths: Sequence[np.ndarray], id_first: np.ndarray,
+                   tokens: Sequence[int], total: int, names: Sequence[str],
+                   probs: np.ndarray) -> dict:
+    """What the index trains on, over its first `total` stream tokens (the samples' inputs):
+    realized shares, and per language the cuts (pieces ending before their document does) and
+    pieces per document occurrence. Chunked over the (memory-mapped) arrays."""
+    n_lang = len(names)
+    pl, pd = arrays["piece_lang"], arrays["piece_doc"]
+    cp, co, cl = arrays["cut_piece"], arrays["cut_off"], arrays["cut_len"]
+    n_pieces = int(pl.shape[0])
+    pieces = np.zeros(n_lang, np.int64)
+    for a in range(0, n_pieces, CHUNK):
+        pieces += np.bincount(np.asarray(pl[a:a + CHUNK]), minlength=n_lang)[:n_lang]
+    cuts, resumed = np.zeros(n_lang, np.int64), np.zeros(n_lang, np.int64)
+    for a in range(0, int(cp.shape[0]), CHUNK):
+        idx = np.asarray(cp[a:a + CHUNK], dtype=np.int64)
+        la = np.asarray(pl)[idx].astype(np.int64) if idx.size else idx
+        doc = np.asarray(pd)[idx].astype(np.int64) - id_first[la]
+        full = np.zeros(idx.shape[0], np.int64)
+        for l in range(n_lang):
+            sel = la == l
+            if sel.any():
+                full[sel] = np.asarray(lengths[l])[doc[sel]]
+        off = np.asarray(co[a:a + CHUNK], dtype=np.int64)
+        short = off + np.asarray(cl[a:a + CHUNK], dtype=np.int64) < full
+        cuts += np.bincount(la[short], minlength=n_lang)[:n_lang]
+        resumed += np.bincount(la[off > 0], minlength=n_lang)[:n_lang]
+    # the stream runs past `total` (the extra label token, the last piece): take it back
+    inside = np.asarray(tokens, dtype=np.int64).copy()
+    over = int(inside.sum()) - total
+    p, j = n_pieces - 1, int(cp.shape[0]) - 1
+    while over > 0 and p >= 0:
+        la = int(pl[p])
+        if j >= 0 and int(cp[j]) == p:
+            n = int(cl[j])
+            j -= 1
+        else:
+            n = int(lengths[la][int(pd[p]) - int(id_first[la])])
+        take = min(n, over)
+        inside[la] -= take
+        over -= take
+        p -= 1
+    occ = pieces - resumed
+    return {
+        "languages": list(names), "probs": [round(float(x), 6) for x in probs],
+        "shares": [round(float(x) / max(total, 1), 6) for x in inside],
+        "cuts_per_language": [int(x) for x in cuts],
+        "pieces_per_doc": [round(float(a) / b, 4) if b else 0.0 for a, b in zip(pieces, occ)],
+    }
+
+
+def summary_line(stats: dict, num_samples: int) -> str:
+    """One line: realized shares next to P, switch rate next to rho (and its cap), forced and
+    band switches, cuts and pieces per document per language."""
+    names = stats.get("languages") or [f"#{i}" for i in range(len(stats.get("shares", [])))]
+    shares = " ".join(f"{n} {s:.4f}/{p:.4f}" for n, s, p in
+                      zip(names, stats.get("shares", []), stats.get("probs", [])))
+    b = max(int(stats.get("boundaries", 0)), 1)
+    cuts = " ".join(f"{n} {c}" for n, c in zip(names, stats.get("cuts_per_language", [])))
+    ppd = " ".join(f"{n} {x:.3f}" for n, x in zip(names, stats.get("pieces_per_doc", [])))
+    rho = stats.get("rho", 0.0)
+    cap = stats.get("rho_effective", rho)
+    capped = f" (capped at {cap:.3f})" if cap < rho * (1 - 1e-9) else ""
+    return (f"{num_samples} windows; shares (realized/P) {shares}; switch rate "
+            f"{stats.get('boundary_switches', 0) / b:.3f} vs rho {rho:g}{capped}, forced "
+            f"{stats.get('forced_switches', 0) / b:.3f}, band {stats.get('band_switches', 0) / b:.3f}"
+            f" of {b} boundaries; cuts {cuts} (band {stats.get('band_cuts', 0)}); pieces/doc "
+            f"{ppd}")

@@ -6,8 +6,13 @@ loop is what a real build uses; this one documents the rule in readable form, se
 fallback where the extension is not built, and is what the tests read against.
 
 The walk (see xlda/data/packing.py for why):
-  * the stream is whole documents of one language after another; a language's documents come
-    in its shuffled epoch order;
+  * the stream is documents of one language after another; a language's documents come in
+    its shuffled epoch order;
+  * the band (shares): with e_l = T_l - P_l T (language l's tokens minus its share of the
+    stream so far), a piece ends where its language would pass +band or another language would
+    fall below -band (`_band_room`; at least one token, never at a window edge, never past the
+    samples' last token); a language a band or more behind is chosen first, a language a band
+    ahead never by a free switch;
   * at each document boundary the language switches with probability r_L (language-specific,
     set so that the rate over all boundaries is rho and token shares are P), adjusted by the
     language's token deficit; on a switch the next language is drawn with weights
@@ -21,15 +26,18 @@ The walk (see xlda/data/packing.py for why):
 """
 from __future__ import annotations
 
+import math
+
 M64 = (1 << 64) - 1
 GAMMA = 0x9E3779B97F4A7C15
 
 # int64 state slots (per-language slots follow at ST_LANG + 3 * l: ptr, pending offset, tokens)
 (ST_POS, ST_CUR, ST_CTR, ST_SWWIN, ST_PIECES, ST_SAMPLE, ST_BOUND, ST_FORCED, ST_FREE,
  ST_FREESW, ST_CUTS, ST_OUTP, ST_OUTC, ST_OUTS, ST_PHASE, ST_TTOT, ST_CUTAT,
- ST_CUTTO) = range(18)
-ST_LANG = 18
+ ST_CUTTO, ST_BANDCUT, ST_BANDSW, ST_DOCSW) = range(21)
+ST_LANG = 21
 PHASE_PLACE, PHASE_DECIDE, PHASE_START, PHASE_DONE = 0, 1, 2, 3
+ROOM_CAP = 1 << 60  # _band_room's cap: an int64 in the C twin
 # return codes
 DONE, NEED_EPOCH, OUT_FULL = 0, 1, 2
 
@@ -43,20 +51,29 @@ def uniform(key: int, counter: int) -> float:
     return (z >> 11) * (1.0 / 9007199254740992.0)
 
 
-def choose(u: float, probs, tokens, ttot: int, buffer: float, exclude: int) -> int:
-    """Next language: weights max(P_k (T + B) - T_k, 0) over k != exclude; when every one is
-    over-served, the least over-served relative to its share (so excess spreads evenly)."""
+def choose(u: float, probs, tokens, ttot: int, buffer: float, band: float,
+           exclude: int) -> int:
+    """Next language: the one furthest behind its share when some k != exclude is a band or
+    more behind (T_k - P_k T <= -band); else weights max(P_k (T + B) - T_k, 0) over the k !=
+    exclude that are less than a band ahead; when every one is over-served, the least
+    over-served relative to its share (so excess spreads evenly)."""
     n = len(probs)
     total = 0.0
     best, best_v = -1, 0.0
+    worst, worst_e = -1, 0.0
     for k in range(n):
         if k != exclude and probs[k] > 0.0:
+            ek = tokens[k] - probs[k] * ttot
+            if ek <= -band and (worst < 0 or ek < worst_e):
+                worst, worst_e = k, ek
             w = probs[k] * (ttot + buffer) - tokens[k]
-            if w > 0.0:
+            if w > 0.0 and ek < band:
                 total += w
             v = w / probs[k]
             if best < 0 or v > best_v:
                 best, best_v = k, v
+    if worst >= 0:
+        return worst
     if total <= 0.0:
         return best
     x = u * total
@@ -65,7 +82,7 @@ def choose(u: float, probs, tokens, ttot: int, buffer: float, exclude: int) -> i
         if k == exclude or probs[k] <= 0.0:
             continue
         w = probs[k] * (ttot + buffer) - tokens[k]
-        if w <= 0.0:
+        if w <= 0.0 or tokens[k] - probs[k] * ttot >= band:
             continue
         last = k
         if x < w:
@@ -83,7 +100,8 @@ def switch_prob(r: float, p: float, tokens_l: int, ttot: int, buffer: float) -> 
     return 1.0 if q > 1.0 else q
 
 
-def pack(state, probs, rswitch, buffer, key, S, need, n_samples, lengths, orders, id_first,
+def pack(state, probs, rswitch, buffer, band, key, S, need, n_samples, lengths, orders,
+         id_first,
          piece_doc, piece_lang, cut_piece, cut_off, cut_len, sample_piece, sample_off) -> tuple:
     """Advance the walk until done, a language needs another epoch, or an output is full.
     Returns (code, language needing an epoch or -1). All arrays are updated in place."""
@@ -91,14 +109,14 @@ def pack(state, probs, rswitch, buffer, key, S, need, n_samples, lengths, orders
     probs, rswitch = [float(x) for x in probs], [float(x) for x in rswitch]
     L = len(probs)
     try:
-        return _walk(st, probs, rswitch, buffer, key, S, need, n_samples, lengths, orders,
+        return _walk(st, probs, rswitch, buffer, band, key, S, need, n_samples, lengths, orders,
                      id_first, piece_doc, piece_lang, cut_piece, cut_off, cut_len,
                      sample_piece, sample_off, L)
     finally:
         state[:] = st
 
 
-def _walk(st, probs, rswitch, buffer, key, S, need, n_samples, lengths, orders, id_first,
+def _walk(st, probs, rswitch, buffer, band, key, S, need, n_samples, lengths, orders, id_first,
           piece_doc, piece_lang, cut_piece, cut_off, cut_len, sample_piece, sample_off, L):
     cap_p, cap_c, cap_s = len(piece_doc), len(cut_piece), len(sample_piece)
     while True:
@@ -106,7 +124,8 @@ def _walk(st, probs, rswitch, buffer, key, S, need, n_samples, lengths, orders, 
         if phase == PHASE_DONE:
             return DONE, -1
         if phase == PHASE_START:
-            st[ST_CUR] = choose(uniform(key, st[ST_CTR]), probs, [0] * L, 0, buffer, -1)
+            st[ST_CUR] = choose(uniform(key, st[ST_CTR]), probs, [0] * L, 0, buffer, band,
+                                -1)
             st[ST_CTR] += 1
             st[ST_PHASE] = PHASE_PLACE
             continue
@@ -118,7 +137,7 @@ def _walk(st, probs, rswitch, buffer, key, S, need, n_samples, lengths, orders, 
             pos = st[ST_POS]
             w = pos // S
             inside = pos % S != 0
-            k = _peek(st, probs, buffer, key, L, cur)  # where a switch would go
+            k = _peek(st, probs, buffer, band, key, L, cur)  # where a switch would go
             if st[ST_LANG + 3 * k] >= len(orders[k]):
                 return NEED_EPOCH, k
             nk = _next_len(st, lengths, orders, k)
@@ -139,16 +158,27 @@ def _walk(st, probs, rswitch, buffer, key, S, need, n_samples, lengths, orders, 
             if force and 2 <= nk <= room:  # (a 1-token document would end at the window end)
                 c = (w + 1) * S + 1 - nk
                 plan = pos < c < pos + nxt
+            # Band (shares): switch when k is a band behind its share, or when the current
+            # language could not place one more token without passing a band ahead.
+            # A free switch needs room for k (one token without passing a band ahead).
+            tt = st[ST_TTOT]
+            ek = st[ST_LANG + 3 * k + 2] - probs[k] * tt
+            bsw = not force and (ek <= -band or
+                                 st[b + 2] - probs[cur] * tt + (1.0 - probs[cur]) > band)
+            free = free and ek + (1.0 - probs[k]) <= band
             st[ST_BOUND] += 1
             if force:
                 st[ST_FORCED] += 1
+            elif bsw:
+                st[ST_BANDSW] += 1
             else:
                 st[ST_FREE] += 1
                 st[ST_FREESW] += free
             if plan:  # read on into the next document, cut it so that k's ends at (w+1)S + 1
                 st[ST_CUTAT] = c
                 st[ST_CUTTO] = k
-            elif free or force:
+            elif free or force or bsw:
+                st[ST_DOCSW] += 1
                 st[ST_CUR] = k
                 if inside:
                     st[ST_SWWIN] = w
@@ -179,7 +209,7 @@ def _walk(st, probs, rswitch, buffer, key, S, need, n_samples, lengths, orders, 
             cut, k = st[ST_CUTAT], st[ST_CUTTO]
             st[ST_CUTAT] = 0
         elif ww >= 0:
-            k = _peek(st, probs, buffer, key, L, cur)
+            k = _peek(st, probs, buffer, band, key, L, cur)
             if st[ST_LANG + 3 * k] >= len(orders[k]):
                 return NEED_EPOCH, k
             nk = _next_len(st, lengths, orders, k)
@@ -196,6 +226,22 @@ def _walk(st, probs, rswitch, buffer, key, S, need, n_samples, lengths, orders, 
                 st[ST_FORCED] += 1
                 continue
         end = e if cut < 0 else cut
+        # Band (shares): the piece ends where its language would pass a band ahead of its share
+        # or another language a band behind; never at a window edge (a change there serves no
+        # window), at least one token.
+        bc = s + _band_room(st, probs, band, L, cur)
+        if bc < end and bc < need:  # (past the samples' tokens shares no longer count)
+            if bc <= s:
+                bc = s + 1
+            if bc % S == 0:
+                bc = bc - 1 if bc - 1 > s else bc + 1
+            if bc < end:
+                k = _peek(st, probs, buffer, band, key, L, cur)
+                st[ST_CTR] += 1
+                cut = bc
+                end = bc
+                ww = bc // S
+                st[ST_BANDCUT] += 1
         p = st[ST_PIECES]
         piece_doc[st[ST_OUTP]] = id_first[cur] + local
         piece_lang[st[ST_OUTP]] = cur
@@ -230,10 +276,26 @@ def _walk(st, probs, rswitch, buffer, key, S, need, n_samples, lengths, orders, 
             st[ST_PHASE] = PHASE_PLACE if cut >= 0 else PHASE_DECIDE
 
 
-def _peek(st, probs, buffer, key, L, cur) -> int:
+def _band_room(st, probs, band, L, cur) -> int:
+    """Tokens `cur` may place from here before it is a band ahead of its share, or another
+    language falls a band behind: floor of the smallest, capped (the caller places >= 1)."""
+    tt = st[ST_TTOT]
+    pc = probs[cur]
+    x = (band - (st[ST_LANG + 3 * cur + 2] - pc * tt)) / (1.0 - pc)
+    for k in range(L):
+        if k != cur and probs[k] > 0.0:
+            y = (band + (st[ST_LANG + 3 * k + 2] - probs[k] * tt)) / probs[k]
+            if y < x:
+                x = y
+    if x > ROOM_CAP:
+        return ROOM_CAP
+    return math.floor(x)
+
+
+def _peek(st, probs, buffer, band, key, L, cur) -> int:
     """The language a switch from `cur` would go to now (the draw at the current counter)."""
     tok = [st[ST_LANG + 3 * k + 2] for k in range(L)]
-    return choose(uniform(key, st[ST_CTR]), probs, tok, st[ST_TTOT], buffer, cur)
+    return choose(uniform(key, st[ST_CTR]), probs, tok, st[ST_TTOT], buffer, band, cur)
 
 
 def _next_len(st, lengths, orders, k) -> int:

@@ -1,6 +1,7 @@
 """Language sampling probabilities P(l) and validation of the XLDA mixing knobs."""
 from __future__ import annotations
 
+import math
 from typing import Mapping, Optional, Sequence
 
 
@@ -74,3 +75,37 @@ def check_packable(
             f"(languages with data: {list(languages)}); add another language's prefixes to "
             f"lang_prefixes or give it a positive xlda_beta"
         )
+
+
+def check_mix(languages: Sequence[str], probs: Sequence[float], seq_length: int,
+              where: str = "the index") -> None:
+    """Fail unless the >= 2-languages guarantee can hold at these shares: every window needs
+    >= 1 token of a language other than the largest (each such token lies in one window), so
+    (1 - max P) * S >= 1. A smaller mix is refused, never silently trained on another."""
+    i = max(range(len(probs)), key=lambda j: probs[j])
+    top, rest = languages[i], 1.0 - float(probs[i])
+    if rest * seq_length < 1.0 - 1e-9:
+        need = math.ceil(1.0 / rest - 1e-9) if rest > 0 else None
+        fix = (f"raise --seq-length to >= {need}" if need else "give another language P > 0")
+        raise ValueError(
+            f"language {top!r} has P(l)={probs[i]:.6g} in {where}: the other languages get "
+            f"{rest * seq_length:.3g} tokens per window of --seq-length {seq_length}, and the "
+            f">= 2-languages guarantee needs >= 1; {fix}, or lower {top!r}'s share "
+            f"(--xlda-beta / --xlda-alpha, or the --data-path weights)")
+
+
+def check_realized(languages: Sequence[str], shares: Sequence[float], probs: Sequence[float],
+                   tolerance: Optional[float], num_samples: int, seq_length: int) -> None:
+    """The build's backstop: fail if a built index's realized shares miss P by more than the
+    promised tolerance (a mix at the edge of what the guarantee allows, or a bug)."""
+    if tolerance is None:
+        return
+    miss = [abs(float(a) - float(b)) for a, b in zip(shares, probs)]
+    worst = max(range(len(miss)), key=lambda j: miss[j])
+    if miss[worst] > tolerance:
+        raise ValueError(
+            f"packing index: language {languages[worst]!r} came out at share "
+            f"{shares[worst]:.4f} against P(l)={probs[worst]:.4f} (tolerance {tolerance} for "
+            f"{num_samples} windows of --seq-length {seq_length}): this mix is at the edge of "
+            f"what the >= 2-languages guarantee allows; raise --seq-length or the smaller "
+            f"languages' shares (--xlda-beta / --xlda-alpha, or the --data-path weights)")

@@ -242,6 +242,7 @@ def build_run_datasets(run_config, log=print) -> RunDatasets:
     """Train/valid (main spec) and the annealing dataset, sized for the run (Megatron's
     train_val_test_num_samples). Sets ``run_config.model.vocab_size`` from the tokenizer."""
     from xlda.data import build_xlda_datasets
+    from xlda.data.packing import summary_line
     from xlda.training.wsd import annealing_dataset_config
 
     cfg, t = run_config, run_config.training
@@ -265,6 +266,9 @@ def build_run_datasets(run_config, log=print) -> RunDatasets:
     train, valid, _ = build_xlda_datasets(dcfg, num_samples=[max(n_train, gbs), n_valid, 0])
     if train is None:
         raise ValueError(f"no training split: --split {cfg.data.split!r} gives it weight 0")
+    for name, d in (("train", train), ("valid", valid)):
+        if d is not None and d.index is not None:  # what the run trains on, as built
+            log(f"[xlda] index {name}: {summary_line(d.index.stats, len(d))}")
     annealing = None
     if use_anneal:
         acfg = annealing_dataset_config(cfg.data, tokenizer, t.seed, train)
@@ -272,4 +276,5 @@ def build_run_datasets(run_config, log=print) -> RunDatasets:
         annealing, _, _ = build_xlda_datasets(acfg, num_samples=[n_anneal, 0, 0])
         log(f"[xlda] annealing blend: P(l) = " + ", ".join(
             f"{lang} {p:.3f}" for lang, p in zip(annealing.languages, annealing.probs)))
+        log(f"[xlda] index annealing: {summary_line(annealing.index.stats, len(annealing))}")
     return RunDatasets(tuple(train.languages), train, valid, annealing, cfg.model.vocab_size)

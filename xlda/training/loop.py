@@ -146,6 +146,7 @@ class Trainer:
             jsonl_path=str(Path(run_dir) / "metrics.jsonl") if run_dir else None)
         self.iteration = 0
         self._saved_iteration = None  # the iteration whose checkpoint is on disk
+        self.lang_tokens_total = {}  # trained tokens per language since iteration 0 (resumed)
         self._load()
         self._write_run_config()
         return self
@@ -180,7 +181,8 @@ class Trainer:
 
     def _extra_state(self) -> dict:
         return {"consumed_samples": self.data.consumed_samples, "data": self.data.state_dict(),
-                "annealing": self.switch.state_dict()}
+                "annealing": self.switch.state_dict(),
+                "lang_tokens_total": dict(self.lang_tokens_total)}
 
     def save(self):
         ck = self._ckpt_module()
@@ -223,6 +225,7 @@ class Trainer:
             return
         self.data.load_state_dict(extra["data"])
         self.switch.load_state_dict(extra["annealing"])
+        self.lang_tokens_total = {k: int(v) for k, v in extra.get("lang_tokens_total", {}).items()}
         self.log0(f"[xlda] resumed from {load_dir} at iteration {self.iteration} "
                   f"(consumed samples {self.data.consumed_samples}, "
                   f"annealing {'on' if self.data.use_annealing else 'off'})")
@@ -431,6 +434,12 @@ class Trainer:
                     f"data around consumed sample {self.data.consumed_samples}")
             losses = {"lm loss": loss}
             mtp = {k: v for k, v in step.items() if k.startswith("mtp_")}
+            # the realized mix: each language's share of all tokens trained on so far
+            for lang, n in step.get("lang_tokens", {}).items():
+                self.lang_tokens_total[lang] = self.lang_tokens_total.get(lang, 0) + n
+            total = sum(self.lang_tokens_total.values())
+            shares = {f"share_{lang}": n / total for lang, n in self.lang_tokens_total.items()} \
+                if total else {}
             self.metrics.record(self.iteration, losses, lr, step["grad_norm"], step["tokens"],
                                 step["pairs"], step["causal"], mtp_losses=mtp,
                                 extra={"consumed_samples": self.data.consumed_samples,
@@ -439,6 +448,7 @@ class Trainer:
                                        "kv_expansion_max": step["kv_max_row"] / self.cfg.data.seq_length,
                                        "kv_over_cap": step["kv_over_cap"],
                                        **{f"tokens_{lang}": n for lang, n in step["lang_tokens"].items()},
+                                       **shares,
                                        **step.get("metrics", {})})  # a subclass's own
             if t.eval_interval and self.iteration % t.eval_interval == 0:
                 with self.metrics.paused():
