@@ -40,7 +40,9 @@ setup(
     extras_require={
         # trl: test-only, the DPO loss is checked against TRL's DPOTrainer (tests/posttrain)
         "dev": ["pytest>=8", "hypothesis>=6.100", "transformers>=4.44", "matplotlib>=3.8",
-                "trl>=0.19"],
+                "trl>=0.19",
+                # datatrove's default English word tokenizer: the curation parity test
+                "spacy>=3.7"],
         # posttrain.py (xlda.posttrain): chat templates are rendered by transformers (Jinja)
         "posttrain": ["transformers>=4.44", "jinja2>=3.1"],
         "lingua": ["lingua-language-detector>=2.0"],

@@ -130,3 +130,20 @@ def test_curated_shards_feed_preprocessing(curated, tmp_path):
     assert {L: e["documents"] for L, e in man["languages"].items()} == \
         {L: m["languages"][L]["documents"] for L in LANGS}
     assert not any(man["rejected"].values())
+
+
+def test_a_local_run_prints_a_line_per_stage_and_logs_to_files(planted, tmp_path, capfd):
+    from tests.curate.conftest import run_local
+
+    out = tmp_path / "out"
+    run_local(planted.files[:2], out)
+    got = capfd.readouterr()
+    stages = [line for line in got.out.splitlines() if line.startswith("[curate] stage ")]
+    assert len(stages) >= 5 and stages[-1].startswith(f"[curate] stage {len(stages)}/")
+    assert "[curate] all stages done" in got.out
+    # datatrove's INFO lines (task starts, stats tables) go to the work dir, not the terminal
+    assert "INFO" not in got.err and "SUCCESS" not in got.err, got.err[:2000]
+    assert len(got.out.splitlines()) <= len(stages) + 2
+    work_logs = list(out.parent.rglob("task_00000.log"))
+    assert work_logs and any("Processing done" in p.read_text() for p in work_logs)
+    assert any(p.name == "curate.log" for p in out.parent.rglob("curate.log"))

@@ -36,8 +36,9 @@ def corpus_docs(corpus_dir, lang: str, n: int, source: str = "libreoffice_help")
 
 
 def train_test_tokenizer(tmp_path, vocab_size: int = 2000, corpus_dir=None, docs_per_lang: int = 100,
-                         name: str = "tokenizer.json") -> Path:
-    """Train a byte-level BPE tokenizer.json (with <|endoftext|>) on real en/ko/ja/zh text; ~1-2 s."""
+                         name: str = "tokenizer.json", chat: bool = False) -> Path:
+    """Train a byte-level BPE tokenizer.json (with <|endoftext|>, and with chat: the ChatML
+    <|im_start|>/<|im_end|>) on real en/ko/ja/zh text; ~1-2 s."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     if corpus_dir is None:
@@ -49,7 +50,8 @@ def train_test_tokenizer(tmp_path, vocab_size: int = 2000, corpus_dir=None, docs
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=[EOD], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size, special_tokens=[EOD] + (["<|im_start|>", "<|im_end|>"] if chat else []),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)

@@ -64,10 +64,11 @@ def test_dpo_cli_logs_rewards(tmp_path, capsys):
     assert main(["dpo", *flags]) == 0
     out = capsys.readouterr().out
     assert "dpo done: iteration 2 (finished)" in out
-    assert "reward acc" in out and " eval @      2 | lm loss" in out
+    assert "reward acc" in out and " eval @      2 | dpo loss" in out and "lm loss" not in out
     rows = [json.loads(x) for x in (tmp_path / "dpo" / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["kind"] == "train"]
     ev = [r for r in rows if r["kind"] == "eval"]
     assert {"reward_accuracy", "reward_margin", "reward_chosen"} <= set(train[-1])
-    assert {"lm loss", "reward_accuracy", "reward_margin"} <= set(ev[-1])
+    assert {"dpo loss", "reward_accuracy", "reward_margin"} <= set(ev[-1])
+    assert "dpo loss" in train[-1] and "lm loss" not in train[-1]
     assert len(list(tmp_path.glob("valid.jsonl.ref_logps.*.npz"))) == 1

@@ -79,12 +79,12 @@ def test_tiny_dpo_raises_reward_accuracy(dpo_data, tmp_path):
     cfg = _cfg(tmp_path, tok, train, iters=24)
     tr = DPOTrainer(cfg, print_fn=quiet).setup()
     before = tr.pair_metrics(tr.pairs)
-    assert before["reward_accuracy"] == 0.0 and before["lm loss"] == pytest.approx(np.log(2))
+    assert before["reward_accuracy"] == 0.0 and before["dpo loss"] == pytest.approx(np.log(2))
     result = tr.train()
     after = tr.pair_metrics(tr.pairs)
     # from 0 (policy == reference: every margin is exactly 0); measured 0.875, margin 0.85
     assert after["reward_accuracy"] >= 0.75 and after["reward_margin"] > 0.4, after
-    assert after["lm loss"] < np.log(2) - 0.1
+    assert after["dpo loss"] < np.log(2) - 0.1
     assert {"reward_accuracy", "reward_margin"} <= set(result.history[-1])
     # the reference log-probs were written next to the data and are reused
     caches = list(tmp_path.glob("pairs.jsonl.ref_logps.*.npz"))
@@ -109,7 +109,7 @@ def test_dpo_resume_bit_exact(dpo_data, tmp_path):
         return tr, tr.train()
 
     def hist(r):
-        return [(h["lm loss"], h["reward_accuracy"], h["reward_margin"]) for h in r.history]
+        return [(h["dpo loss"], h["reward_accuracy"], h["reward_margin"]) for h in r.history]
 
     _, straight = run()
     save = str(tmp_path / "ckpt")

@@ -33,7 +33,7 @@ def _job(rank, world, tmp, stage, tp, pp, tag, start=None, save=None):
     cfg.parallel.tensor_model_parallel_size, cfg.parallel.pipeline_model_parallel_size = tp, pp
     tr = (DPOTrainer if stage == "dpo" else SFTTrainer)(cfg, print_fn=lambda *a, **k: None).setup()
     res = tr.train()
-    keys = ["lm loss"] + (["reward_accuracy", "reward_margin"] if stage == "dpo" else [])
+    keys = ["dpo loss", "reward_accuracy", "reward_margin"] if stage == "dpo" else ["lm loss"]
     out = {"hist": [[h[k] for k in keys] for h in res.history]}
     if stage == "dpo":
         out["ref"] = tr.pairs.ref_logps.tolist()

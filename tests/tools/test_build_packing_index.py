@@ -62,3 +62,18 @@ def test_a_mix_the_data_cannot_give_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("build_packing_index: error: language 'en'")
     assert "--seq-length to >= 200" in err[0] and "Traceback" not in err[0]
+
+
+def test_output_is_a_few_short_lines(tmp_path):
+    # megatron-core's INFO (a 1,400-character config dump, index reader lines) stays quiet
+    import subprocess
+    import sys
+
+    flags = _flags(tmp_path, _data(tmp_path))
+    out = subprocess.run([sys.executable, "tools/build_packing_index.py", *flags],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert len(lines) <= 10 and max(map(len, lines)) < 600, lines
+    assert sum(line.startswith("[xlda] index ") for line in lines) == 2  # train, valid
+    assert not any("XLDADatasetConfig(" in line or "_IndexReader" in line for line in lines)

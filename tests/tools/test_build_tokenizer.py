@@ -76,7 +76,8 @@ def test_base_ids_unchanged_and_sizes_exact(built):
     assert all(ev[t] == i for t, i in bv.items())
     assert len(ev) == BASE + KO + ZH + JA == rep["vocab_size"]
     assert {l: a["tokens"] for l, a in rep["added"].items()} == {"ko": KO, "zh": ZH, "ja": JA}
-    assert rep["special_tokens"] == {"<|endoftext|>": 0, "<|pad|>": 1, "<|bos|>": 2}
+    assert rep["special_tokens"] == {"<|endoftext|>": 0, "<|pad|>": 1, "<|bos|>": 2,
+                                     "<|im_start|>": 3, "<|im_end|>": 4}
     # New ids are appended in extension order, and each added token is of its language's script
     # (or a partial UTF-8 step toward it).
     by_id = sorted((i, t) for t, i in ev.items() if i >= BASE)
@@ -162,7 +163,7 @@ def test_missing_file_and_bad_flags(corpus, tmp_path, capsys):
         (["--extend-tokens", "ko=10"], "--extend-tokens ko=10 has no --extend-input ko=PATH"),
         (["--extend-tokens", "ko=-1", "--extend-input", "ko=x"], "must be >= 0"),
         (["--extend-tokens", "xx=3", "--extend-input", "xx=x"], "no target script known for language 'xx'"),
-        (["--base-vocab-size", "100"], "must exceed 259"),
+        (["--base-vocab-size", "100"], "must exceed 261"),
         (["--sweep-ko-tokens", "5", "--heldout-fraction", "0", "--extend-input", "ko=x"], "use --heldout-fraction > 0"),
     ]:
         assert main(args(corpus, tmp_path, *extra, langs=())) == 2, extra

@@ -52,8 +52,9 @@ def test_tiny_run_loss_drops_and_logs_throughput(tmp_path):
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.05
     logged = [e for e in result.history if "tokens_per_s" in e]
     assert [e["iteration"] for e in logged] == [5, 10, 15, 20]
-    assert all(e["tokens_per_s"] > 0 and 0 < e["mfu"] < 1 for e in logged)
-    assert any("tok/s" in line and "MFU" in line for line in lines)
+    # no MFU on CPU: there is no known peak to divide by (a nominal one gave "MFU 108%")
+    assert all(e["tokens_per_s"] > 0 and "mfu" not in e for e in logged)
+    assert any("tok/s" in line for line in lines) and not any("MFU" in line for line in lines)
     # WSD decay starts at 18 = 20 - 2: the data moved to the annealing blend then
     assert [e["annealing"] for e in result.history] == [0] * 18 + [1] * 2
     ev = result.eval_history[0]

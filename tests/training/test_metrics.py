@@ -83,3 +83,22 @@ def test_logger_reports_tokens_mfu_and_tensorboard(tmp_path):
     assert "mtp_1 loss 1.7000" in lines[0] and "MFU" in lines[0]
     assert len((tmp_path / "m.jsonl").read_text().splitlines()) == 2
     assert list((tmp_path / "tb").iterdir())
+
+
+def test_mfu_needs_a_known_peak(monkeypatch):
+    from xlda.training import metrics
+
+    monkeypatch.setattr(metrics.torch.cuda, "is_available", lambda: False)
+    assert metrics.default_peak_tflops() is None
+    monkeypatch.setattr(metrics.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(metrics.torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    assert metrics.default_peak_tflops() == 989.0
+    monkeypatch.setattr(metrics.torch.cuda, "get_device_name", lambda *a: "NVIDIA A100-SXM4-80GB")
+    assert metrics.default_peak_tflops() == 312.0
+    monkeypatch.setattr(metrics.torch.cuda, "get_device_name", lambda *a: "Some Future GPU")
+    assert metrics.default_peak_tflops() is None
+    lines = []
+    log = MetricsLogger(LoggingConfig(log_interval=1), _hand(), world_size=1,
+                        print_fn=lines.append)
+    e = log.record(1, {"lm loss": 2.0}, 0.1, 0.5, 8, 20, 36)
+    assert "mfu" not in e and "MFU" not in lines[0] and "TFLOP/s/dev" in lines[0]

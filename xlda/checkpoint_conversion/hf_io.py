@@ -11,6 +11,7 @@ import torch
 
 from xlda.checkpoint_conversion.arch import ConversionError
 from xlda.checkpoint_conversion.staging import Staging
+from xlda.data.tokenizer import END_OF_TURN_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,7 @@ INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>")
 _BOS_CANDIDATES = ("<s>", "<bos>", "<|begin_of_text|>")
-_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")  # chat templates' turn ends
+_END_OF_TURN = END_OF_TURN_TOKENS  # chat templates' turn ends
 
 
 def parse_size(text) -> int:
@@ -107,6 +108,10 @@ def _write_hf_files(out: Path, tensors, config, tokenizer, max_shard_size, seq_l
     if chat_template and tokenizer is not None and tokenizer.end_of_turn_id is not None:
         # a chat model ends its turn with the template's end-of-turn token: generate stops there
         eos = [e for e in (eos, tokenizer.end_of_turn_id) if e is not None]
+    elif chat_template and tokenizer is not None:
+        log.warning("the chat template's end of turn is no token of %s: generation stops only "
+                    "at eos_token_id %s (a tokenizer from tools/build_tokenizer.py reserves "
+                    "<|im_end|>)", tokenizer.path, eos)
     gen = {"_from_model_config": True, "bos_token_id": config.get("bos_token_id"),
            "eos_token_id": eos, "do_sample": False}
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2))

@@ -34,9 +34,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         own.print_help()
         print("\nAll other flags are pretrain_trillion.py's (see its --help).")
         return 0
-    logging.basicConfig(level=logging.INFO, format="[xlda] %(message)s", stream=sys.stdout)
+    # xlda's progress lines; megatron-core's INFO (a 1,400-character config dump, index reader
+    # chatter) only as warnings
+    logging.basicConfig(level=logging.WARNING, format="[xlda] %(message)s", stream=sys.stdout)
+    logging.getLogger("xlda").setLevel(logging.INFO)
     from xlda.cli.pretrain import _data_user_error, resolve
-    from xlda.data.packing import summary_line
     from xlda.data.dataset import index_cache_dir
     from xlda.data.index_cache import cache_path, verify
     from xlda.training.batches import build_run_datasets
@@ -61,7 +63,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if d is None or d.index is None:
             continue
         where = cache_path(index_cache_dir(d.config), d.cache_base)
-        line = f"{name}: {summary_line(d.index.stats, len(d))}; {where}"
+        line = f"{name}: {len(d)} windows in {where}"  # (its figures: the [xlda] index lines)
         if args.verify and os.path.isdir(where):
             problem = verify(where, full=True)
             bad += problem is not None

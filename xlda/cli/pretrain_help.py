@@ -105,8 +105,9 @@ HELP = {
     # logging
     "--log-interval": "Report loss and timing interval.",
     "--tensorboard-dir": "Write TensorBoard logs to this directory (None: no TensorBoard).",
-    "--peak-tflops": "Peak TFLOP/s per device for the MFU column (None: 989, H100 bf16 dense; "
-                     "a nominal value on CPU).",
+    "--peak-tflops": "Peak TFLOP/s per device for the MFU column (None: the dense bf16 peak "
+                     "of a known GPU, e.g. 989 for H100/H200; no MFU on CPU or an unlisted "
+                     "device).",
     # training
     "--micro-batch-size": "Batch size per model instance (local batch size). Global batch size "
                           "is local batch size times data parallel size times number of micro "

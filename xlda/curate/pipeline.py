@@ -16,11 +16,13 @@ complete run.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
@@ -234,19 +236,56 @@ class CurationPipeline:
         manifest = self.out / MANIFEST
         if manifest.exists():
             return json.loads(manifest.read_text())
-        last = self.executors()[-1]
-        last.run()
-        if self.cfg.executor == "local":
-            return json.loads(manifest.read_text())
-        return None
+        executors = self.executors()
+        if self.cfg.executor != "local":
+            executors[-1].run()  # submits the chain of job arrays
+            return None
+        names = [name for name, _, _ in self.stages()]
+        with _quiet_datatrove(self.work / "logs" / "curate.log"):
+            t0 = time.perf_counter()
+            for k, (name, ex) in enumerate(zip(names, executors), 1):
+                t = time.perf_counter()
+                ex.run()  # its dependency is the previous stage, already complete
+                print(f"[curate] stage {k}/{len(names)} {name}: {ex.world_size} tasks, "
+                      f"{time.perf_counter() - t:.1f}s", flush=True)
+            print(f"[curate] all stages done in {time.perf_counter() - t0:.1f}s; datatrove's "
+                  f"logs: {self.work / 'logs'}", flush=True)
+        return json.loads(manifest.read_text())
 
 
-def _env_command() -> str:
-    # Jobs run this interpreter's environment (PATH for datatrove's launch_pickled_pipeline) and
-    # import this checkout of xlda.
-    bindir = os.path.dirname(sys.executable)
-    repo = str(Path(__file__).resolve().parents[2])
-    return f'export PATH="{bindir}:$PATH" PYTHONPATH="{repo}:${{PYTHONPATH:-}}"'
+@contextlib.contextmanager
+def _quiet_datatrove(log_file: Path):
+    """datatrove logs every task's start, steps and stats tables to stderr (1,180 lines for a
+    7 s run): send them to files, keep warnings and errors on stderr. Task processes get
+    datatrove's own non-zero-local-rank logger (stderr at ERROR, the task log file at DEBUG);
+    this process's executor messages go to `log_file`."""
+    import datatrove.executor.base as base
+    from loguru import logger
+
+    orig_add, orig_close = base.add_task_logger, base.close_task_logger
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+
+    def parent_sinks():
+        logger.remove()
+        logger.add(sys.stderr, level="WARNING")
+        logger.add(str(log_file), level="DEBUG")
+
+    def task_logger(logging_dir, rank, local_rank=0, node_rank=-1):
+        return orig_add(logging_dir, rank, 1, node_rank=node_rank)
+
+    def close_task_logger(logfile):  # (a task run in this process: back to our sinks)
+        logger.complete()
+        parent_sinks()
+        logfile.close()
+
+    parent_sinks()
+    base.add_task_logger, base.close_task_logger = task_logger, close_task_logger
+    try:
+        yield
+    finally:
+        base.add_task_logger, base.close_task_logger = orig_add, orig_close
+        logger.remove()
+        logger.add(sys.stderr)  # loguru's default sink, as found
 
 
 class Publish(PipelineStep):

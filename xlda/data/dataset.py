@@ -244,8 +244,9 @@ class XLDADataset(MegatronDataset):
         self._log_summary("built")
 
     def _log_summary(self, how: str) -> None:
-        """The one line a build (or a cache hit) prints per split: what it trains on."""
-        logger.info("XLDA index %s (%s): %s", self.index_split.name, how,
+        """What a build (or a cache hit) gives, one line per split (the trainer and
+        tools/build_packing_index.py print it through xlda.training.batches)."""
+        logger.debug("XLDA index %s (%s): %s", self.index_split.name, how,
                     summary_line(self.index.stats, len(self)))
 
     @staticmethod

@@ -14,6 +14,9 @@ from pathlib import Path
 EOD_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eos|>", "[EOS]")
 
 TOKENIZER_TYPES = ("HuggingFaceTokenizer", "SentencePieceTokenizer")
+# Chat templates' end-of-turn markers (ChatML, Llama 3, Gemma): a chat model stops generating at
+# whichever of them its tokenizer holds as one token.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")
 
 
 class TokenizerError(ValueError):

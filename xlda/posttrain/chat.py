@@ -95,6 +95,22 @@ class ChatRenderer:
             self.template = DEFAULT_TEMPLATE
             self.source = "default (ChatML, xlda.posttrain.chat.DEFAULT_TEMPLATE)"
         self.tok.chat_template = self.template
+        self._check_end_of_turn(tok_file)
+
+    def _check_end_of_turn(self, tok_file: Path) -> None:
+        """A template that ends turns with a marker the tokenizer cannot hold as one token
+        trains a model that never stops: generation has no single token to stop at."""
+        from xlda.data.tokenizer import END_OF_TURN_TOKENS
+
+        vocab = self.tok.get_vocab()
+        for marker in END_OF_TURN_TOKENS:
+            if marker in self.template and marker not in vocab:
+                raise ValueError(
+                    f"the chat template ({self.source}) ends turns with {marker!r}, which "
+                    f"{tok_file} has no token for: a model trained so never stops generating. "
+                    f"Use a tokenizer that reserves it (tools/build_tokenizer.py does: "
+                    f"<|im_start|> 3, <|im_end|> 4) or a --chat-template whose end of turn is "
+                    f"one of its tokens (e.g. its eos_token)")
 
     def text(self, messages: list, add_generation_prompt: bool = False) -> str:
         return self.tok.apply_chat_template(messages, tokenize=False,

@@ -1,58 +1,82 @@
-"""Small real post-training data from the project's corpus (no downloads): question/answer
-conversations built from LibreOffice help pages, and preference pairs whose rejected answer is
-the same page in another language (the parallel translations) or, where a page has no
-translation, the chosen answer with its words shuffled.
+"""Small real post-training data from any per-language JSONL corpus (no downloads): question /
+answer conversations built from documents, and preference pairs whose rejected answer is the
+same document in another language (documents that share a ``--group-key`` translate each
+other) or, where a document has no translation, the chosen answer with its words shuffled.
 
-A help page reads ``LibreOffice 7.4 Help / Module / Contents / Index 🔎︎ / <title> / <body>``
-(the navigation words translated);
-the question asks about the title in the page's language, the answer is the first body lines
-(up to ``max_answer_chars``); a second turn ("tell me more") answers with the next lines.
-Deterministic from ``seed``; train/valid split by a hash of the page path.
+A document's first non-empty line (after an optional header, ``header_end``) is its title, the
+following lines its body. The question asks about the title in the document's language, the
+answer is the first body lines (up to ``max_answer_chars``); a second turn ("tell me more")
+answers with the next lines. The prompts name no corpus. Deterministic from ``seed``;
+train/valid split by a hash of the document's group (so translations land in one split).
+
+With no inputs, the bundled LibreOffice help corpus is read through a preset (``BUNDLED``):
+its four files, the page path in ``id`` as the group, its navigation header skipped.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-LANGS = ("en", "ko", "ja", "zh")
+from xlda.data.jsonl import json_lines
+
 QUESTION = {
-    "en": 'What does the LibreOffice help say about "{t}"?',
-    "ko": 'LibreOffice 도움말에서 "{t}"에 대해 설명해 주세요.',
-    "ja": "LibreOffice のヘルプでは「{t}」について何と説明していますか?",
-    "zh": "LibreOffice 帮助中关于“{t}”是怎么说的?",
+    "en": 'What does the document "{t}" say?',
+    "ko": '"{t}" 문서의 내용을 설명해 주세요.',
+    "ja": "「{t}」という文書には何が書かれていますか?",
+    "zh": "文档“{t}”讲了什么?",
 }
 MORE = {"en": "Tell me more.", "ko": "더 알려 주세요.", "ja": "もっと教えてください。",
         "zh": "请再多说一些。"}
-SYSTEM = {"en": "You answer questions about LibreOffice from its help pages.",
-          "ko": "LibreOffice 도움말을 바탕으로 질문에 답합니다.",
-          "ja": "LibreOffice のヘルプに基づいて質問に答えます。",
-          "zh": "你根据 LibreOffice 帮助页面回答问题。"}
-HEADER_END = "🔎"  # ends the navigation line ("Index 🔎︎", "索引 🔎︎") before the page title
+SYSTEM = {"en": "You answer questions about documents, in the language of the question.",
+          "ko": "문서에 관한 질문에 질문의 언어로 답합니다.",
+          "ja": "文書についての質問に、質問と同じ言語で答えます。",
+          "zh": "你用提问的语言回答关于文档的问题。"}
+
+
+class MakeDataError(ValueError):
+    """Bad input: the message names the file, the line or the flag."""
+
+
+@dataclass
+class Spec:
+    """How to read the input records."""
+    text_key: str = "text"
+    group_key: Optional[str] = None  # records with the same group translate each other
+    group_pattern: Optional[str] = None  # regex; its first group is the group id
+    header_end: Optional[str] = None  # a line containing it (in the first 8) ends a header
+
+
+# The bundled corpus: "LibreOffice 7.4 Help / Module / Contents / Index 🔎︎ / <title> / <body>",
+# the same page in every language under id "lo/<locale>/<path>".
+BUNDLED = {"files": {lang: f"libreoffice_help.{lang}.jsonl.gz" for lang in ("en", "ko", "ja", "zh")},
+           "spec": Spec(group_key="id", group_pattern=r"^[^/]+/[^/]+/(.+)$", header_end="🔎")}
 
 
 @dataclass
 class Page:
-    key: str  # the page path without the locale: the same page in every language
+    key: str  # the group: the same document in every language
     lang: str
     title: str
     lines: list
 
 
-def parse_page(doc: dict):
-    lines = [x.strip() for x in doc["text"].split("\n")]
-    try:
-        start = next(i for i, x in enumerate(lines[:8]) if HEADER_END in x) + 1
-    except StopIteration:
-        return None
+def parse_page(text: str, lang: str, key: str, header_end: Optional[str] = None):
+    lines = [x.strip() for x in text.split("\n")]
+    start = 0
+    if header_end is not None:
+        try:
+            start = next(i for i, x in enumerate(lines[:8]) if header_end in x) + 1
+        except StopIteration:
+            return None
     body = [x for x in lines[start:] if x]
     if len(body) < 3:
         return None
-    parts = doc["id"].split("/")
-    return Page("/".join(parts[2:]), doc["lang"], body[0], body[1:])
+    return Page(key, lang, body[0], body[1:])
 
 
 def _take(lines: list, start: int, max_chars: int) -> tuple[str, int]:
@@ -64,21 +88,41 @@ def _take(lines: list, start: int, max_chars: int) -> tuple[str, int]:
     return "\n".join(out), i
 
 
-def read_pages(corpus_dir, langs=LANGS, per_lang: int = 200) -> dict:
-    """{lang: [Page]} of the first ``per_lang`` usable help pages of each language."""
-    out = {}
-    for lang in langs:
+def read_pages(inputs: dict, spec: Spec, per_lang: int = 200) -> tuple[dict, dict]:
+    """({lang: [Page]} of the first ``per_lang`` usable documents per language, counts of the
+    records skipped per reason). A malformed line or a missing key stops with its path:line."""
+    pattern = re.compile(spec.group_pattern) if spec.group_pattern else None
+    out, skipped = {}, {"too_short": 0}
+    for lang, paths in inputs.items():
         pages = []
-        with gzip.open(Path(corpus_dir) / f"libreoffice_help.{lang}.jsonl.gz", "rt",
-                       encoding="utf-8") as f:
-            for line in f:
-                p = parse_page(json.loads(line))
-                if p is not None:
-                    pages.append(p)
+        for path in paths:
+            for where, rec, err in json_lines(path):
                 if len(pages) >= per_lang:
                     break
+                if err is not None:
+                    raise MakeDataError(f"{where}: {err}")
+                if not isinstance(rec, dict) or not isinstance(rec.get(spec.text_key), str):
+                    raise MakeDataError(f"{where}: no string field {spec.text_key!r} "
+                                        f"(--text-key)")
+                key = f"{lang}:{where}"  # no group: a document of its own
+                if spec.group_key is not None:
+                    g = rec.get(spec.group_key)
+                    if not isinstance(g, (str, int)) or g == "":
+                        raise MakeDataError(f"{where}: no field {spec.group_key!r} (--group-key)")
+                    key = str(g)
+                    if pattern is not None:
+                        m = pattern.search(key)
+                        if m is None:
+                            raise MakeDataError(f"{where}: {spec.group_key} {key!r} does not "
+                                                f"match --group-pattern {spec.group_pattern!r}")
+                        key = m.group(1) if m.groups() else m.group(0)
+                p = parse_page(rec[spec.text_key], lang, key, spec.header_end)
+                if p is None:
+                    skipped["too_short"] += 1
+                else:
+                    pages.append(p)
         out[lang] = pages
-    return out
+    return out, skipped
 
 
 def _split(key: str, valid_percent: int) -> str:
@@ -86,28 +130,30 @@ def _split(key: str, valid_percent: int) -> str:
     return "valid" if h < valid_percent else "train"
 
 
-def make(corpus_dir, out_dir, per_lang: int = 200, seed: int = 1234, max_answer_chars: int = 400,
-         valid_percent: int = 10) -> dict:
-    """Write sft.{train,valid}.jsonl and dpo.{train,valid}.jsonl under ``out_dir``; returns the
-    record counts."""
+def make(inputs: dict, out_dir, spec: Spec = Spec(), per_lang: int = 200, seed: int = 1234,
+         max_answer_chars: int = 400, valid_percent: int = 10) -> dict:
+    """Write sft.{train,valid}.jsonl and dpo.{train,valid}.jsonl under ``out_dir`` from
+    ``inputs`` ({lang: [paths]}); returns the record counts. Languages without prompts of their
+    own (en/ko/ja/zh have them) are asked in English."""
     rng = random.Random(seed)
-    pages = read_pages(corpus_dir, per_lang=per_lang)
+    pages, _ = read_pages(inputs, spec, per_lang=per_lang)
     by_key = {}
     for lang, ps in pages.items():
         for p in ps:
             by_key.setdefault(p.key, {})[lang] = p
     out = {f"{k}.{s}": [] for k in ("sft", "dpo") for s in ("train", "valid")}
-    for lang in LANGS:
+    for lang in inputs:
+        ask = lang if lang in QUESTION else "en"
         for p in pages[lang]:
             split = _split(p.key, valid_percent)
-            q = QUESTION[lang].format(t=p.title)
+            q = QUESTION[ask].format(t=p.title)
             answer, nxt = _take(p.lines, 0, max_answer_chars)
             msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": answer}]
             if rng.random() < 0.3:
-                msgs.insert(0, {"role": "system", "content": SYSTEM[lang]})
+                msgs.insert(0, {"role": "system", "content": SYSTEM[ask]})
             if nxt < len(p.lines) and rng.random() < 0.5:
                 more = _take(p.lines, nxt, max_answer_chars)[0]
-                msgs += [{"role": "user", "content": MORE[lang]},
+                msgs += [{"role": "user", "content": MORE[ask]},
                          {"role": "assistant", "content": more}]
             out[f"sft.{split}"].append({"messages": msgs, "lang": lang, "source": p.key})
             others = [o for o_lang, o in by_key[p.key].items() if o_lang != lang
@@ -131,3 +177,7 @@ def make(corpus_dir, out_dir, per_lang: int = 200, seed: int = 1234, max_answer_
                        encoding="utf-8")
         tmp.replace(out_dir / f"{name}.jsonl")
     return {name: len(recs) for name, recs in out.items()}
+
+
+def bundled_inputs(corpus_dir) -> dict:
+    return {lang: [str(Path(corpus_dir) / f)] for lang, f in BUNDLED["files"].items()}

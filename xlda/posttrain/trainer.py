@@ -127,10 +127,11 @@ class SFTTrainer(PostTrainer):
 
 class DPOTrainer(PostTrainer):
     """Sigmoid DPO with reference log-probs precomputed by the frozen start model (one model in
-    memory). Logs ``lm loss`` (the DPO loss), reward_margin, reward_accuracy, reward_chosen and
+    memory). Logs ``dpo loss``, reward_margin, reward_accuracy, reward_chosen and
     reward_rejected per iteration; evaluation reports the same on --valid-data-path pairs."""
 
     rows_per_sample = 2
+    loss_name = "dpo loss"
 
     def _collator(self):
         from xlda.posttrain.dpo_data import PairCollator
@@ -275,7 +276,7 @@ class DPOTrainer(PostTrainer):
         lp = torch.from_numpy(self.sequence_logps(dataset))
         ref = torch.from_numpy(dataset.ref_logps)
         d = dpo_sigmoid(lp[:, 0], lp[:, 1], ref[:, 0], ref[:, 1], self.cfg.posttrain.dpo_beta)
-        return {"lm loss": float(d["losses"].mean()), "reward_accuracy": float(d["accuracies"].mean()),
+        return {"dpo loss": float(d["losses"].mean()), "reward_accuracy": float(d["accuracies"].mean()),
                 "reward_margin": float(d["margins"].mean())}
 
     def evaluate(self) -> dict:

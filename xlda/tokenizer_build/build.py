@@ -144,7 +144,8 @@ class TokenizerBuildConfig:
         special = {"eos_token": EOD_TOKEN, "pad_token": SPECIAL_TOKENS[1], "bos_token": SPECIAL_TOKENS[2]}
         cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": False,
                "add_eos_token": False, "clean_up_tokenization_spaces": False,
-               "model_max_length": 1_000_000_000, **special}
+               "model_max_length": 1_000_000_000, **special,
+               "additional_special_tokens": list(SPECIAL_TOKENS[3:])}
         (out / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
 

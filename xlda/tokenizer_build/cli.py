@@ -25,7 +25,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Build a byte-level BPE tokenizer: base on one language, extended with "
         "tokens of others (existing ids unchanged). Special tokens: <|endoftext|> (EOD, id 0), "
-        "<|pad|> (1), <|bos|> (2).")
+        "<|pad|> (1), <|bos|> (2), <|im_start|> (3), <|im_end|> (4): the chat template's turn "
+        "markers, so an SFT model's end of turn is one token generation stops at.")
     p.add_argument("--base-input", nargs="+", required=True, help="JSONL(.gz) files of the base language")
     p.add_argument("--base-lang", default="en")
     p.add_argument("--base-vocab-size", type=int, required=True, help="total base vocab incl. specials and 256 bytes")

@@ -13,7 +13,10 @@ from .extend import Extension
 #                  eos_token of the HF tokenizer; tools/preprocess_data.py looks it up by name.
 #   <|pad|>        padding for HF batching; never produced by encoding text.
 #   <|bos|>        optional beginning-of-sequence marker (not added automatically).
-SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>", "<|bos|>")
+#   <|im_start|>   ChatML turn start and end (posttrain's default chat template): reserved so a
+#   <|im_end|>     chat model's end of turn is one token, which generation can stop at; text
+#                  never encodes to them.
+SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>", "<|bos|>", "<|im_start|>", "<|im_end|>")
 EOD_TOKEN = SPECIAL_TOKENS[0]
 
 

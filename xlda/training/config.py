@@ -254,7 +254,7 @@ class CheckpointConfig:
 class LoggingConfig:
     log_interval: int = 1
     tensorboard_dir: Optional[str] = None
-    peak_tflops: Optional[float] = None  # per device; None: 989 (H100 bf16 dense) or CPU nominal
+    peak_tflops: Optional[float] = None  # per device; None: a known GPU's bf16 peak, else no MFU
     log_mask_density: bool = True
 
 

@@ -72,6 +72,7 @@ def _require_modules(*names: str) -> None:
 
 class Trainer:
     rows_per_sample = 1  # model rows per dataset sample (DPO: 2, a chosen and a rejected one)
+    loss_name = "lm loss"  # what the step's loss is called in the log and metrics (DPO's own)
 
     def __init__(self, run_config: RunConfig, print_fn=print):
         self.cfg = run_config
@@ -432,7 +433,7 @@ class Trainer:
                     f"{' and '.join(bad)} at iteration {self.iteration}; last good checkpoint: "
                     f"{self.last_checkpoint()}. Resume from it with a lower --lr or check the "
                     f"data around consumed sample {self.data.consumed_samples}")
-            losses = {"lm loss": loss}
+            losses = {self.loss_name: loss}
             mtp = {k: v for k, v in step.items() if k.startswith("mtp_")}
             # the realized mix: each language's share of all tokens trained on so far
             for lang, n in step.get("lang_tokens", {}).items():

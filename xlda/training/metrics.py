@@ -15,7 +15,10 @@ from typing import Optional
 import torch
 
 H100_BF16_DENSE_TFLOPS = 989.0
-CPU_NOMINAL_TFLOPS_PER_THREAD = 0.05  # a rough fp32 figure: CPU MFU is only for comparison
+# Dense bf16 peak per device by name (NVIDIA data sheets). MFU needs a known peak: on a CPU or
+# an unlisted device it is left out (a nominal CPU figure gave "MFU 108%"); --peak-tflops sets it.
+PEAK_BF16_DENSE_TFLOPS = (("GH200", 989.0), ("H200", 989.0), ("H100", 989.0), ("H800", 989.0),
+                          ("B200", 2250.0), ("A100", 312.0), ("A800", 312.0), ("L40S", 362.0))
 
 
 @dataclass
@@ -107,10 +110,14 @@ def allowed_pairs(doc_ids: torch.Tensor, lang_ids: torch.Tensor, mode: str) -> i
     return total
 
 
-def default_peak_tflops() -> float:
+def default_peak_tflops() -> Optional[float]:
+    """The device's dense bf16 peak if it is a known GPU, else None (no MFU is reported)."""
     if torch.cuda.is_available():
-        return H100_BF16_DENSE_TFLOPS
-    return CPU_NOMINAL_TFLOPS_PER_THREAD * torch.get_num_threads()
+        name = torch.cuda.get_device_name()
+        for key, peak in PEAK_BF16_DENSE_TFLOPS:
+            if key in name:
+                return peak
+    return None
 
 
 def mfu(flops: float, seconds: float, world_size: int, peak_tflops: float) -> float:
@@ -174,7 +181,8 @@ class MetricsLogger:
         dt = max(time.perf_counter() - self._t0, 1e-9)
         entry["tokens_per_s"] = w["tokens"] / dt
         entry["tflops_per_device"] = w["flops"] / dt / self.world_size / 1e12
-        entry["mfu"] = mfu(w["flops"], dt, self.world_size, self.peak)
+        if self.peak:
+            entry["mfu"] = mfu(w["flops"], dt, self.world_size, self.peak)
         entry["mask_density"] = w["pairs"] / max(w["causal_pairs"], 1)
         entry["ms_per_iter"] = 1000 * dt / w["iters"]
         self.history.append(entry)
@@ -224,8 +232,10 @@ def format_entry(e: dict) -> str:
         parts.append(f"grad norm {e['grad_norm']:.3f}")
     if "tokens_per_s" in e:
         parts += [f"{e['ms_per_iter']:.0f} ms/it", f"tok/s {e['tokens_per_s']:.0f}",
-                  f"TFLOP/s/dev {e['tflops_per_device']:.3f}", f"MFU {100 * e['mfu']:.2f}%",
-                  f"mask density {e['mask_density']:.3f}"]
+                  f"TFLOP/s/dev {e['tflops_per_device']:.3f}"]
+        if "mfu" in e:
+            parts.append(f"MFU {100 * e['mfu']:.2f}%")
+        parts.append(f"mask density {e['mask_density']:.3f}")
     if "kv_expansion" in e:
         parts.append(f"kv expansion {e['kv_expansion']:.2f} (max {e['kv_expansion_max']:.2f})")
     if e.get("kv_over_cap"):
