@@ -19,7 +19,6 @@ INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>")
 _BOS_CANDIDATES = ("<s>", "<bos>", "<|begin_of_text|>")
-_END_OF_TURN = END_OF_TURN_TOKENS  # chat templates' turn ends
 
 
 def parse_size(text) -> int:
@@ -52,7 +51,7 @@ class TokenizerInfo:
         self.bos = next((t for t in _BOS_CANDIDATES if tok.token_to_id(t) is not None), None)
         self.eos_id = tok.token_to_id(self.eos) if self.eos else None
         self.bos_id = tok.token_to_id(self.bos) if self.bos else None
-        self.end_of_turn_id = next((tok.token_to_id(t) for t in _END_OF_TURN
+        self.end_of_turn_id = next((tok.token_to_id(t) for t in END_OF_TURN_TOKENS
                                     if tok.token_to_id(t) is not None), None)
 
 

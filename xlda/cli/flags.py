@@ -26,8 +26,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Defaults after each optional flag's help; the description's examples kept as written."""
 
     def _get_help_string(self, action):
-        # no "(default: None)" and no second default where the help already says it
-        if action.required or action.default is None or "default" in (action.help or ""):
+        # no second default where the help already says it
+        if action.required or "(default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 

@@ -30,7 +30,7 @@ from megatron.core.datasets.utils import Split
 
 from xlda.data.index_cache import find_cached, is_cached, load_or_build, params_hash
 from xlda.data.mock import MockLanguageDataset, MockTokenizer
-from xlda.data.packing import build_packed_index, default_num_samples, summary_line
+from xlda.data.packing import build_packed_index, default_num_samples
 from xlda.data.sampling import check_mix, check_packable, language_probabilities, validate_rho
 
 logger = logging.getLogger(__name__)
@@ -220,7 +220,6 @@ class XLDADataset(MegatronDataset):
             self.probs = list(cached.description["probs"])
             self.num_samples = int(cached.description["resolved_num_samples"])
             self.index = cached
-            self._log_summary("cached")
             return
         self.probs = language_probabilities(self.languages, dataset.tokens,
                                             config.xlda_alpha, config.xlda_beta)
@@ -241,13 +240,6 @@ class XLDADataset(MegatronDataset):
                 lengths, self.doc_ids, self.probs, config.xlda_rho, config.sequence_length,
                 num_samples, config.random_seed, index_split.value, self.extra,
                 progress=logger.info, out_dir=out_dir, languages=self.languages))
-        self._log_summary("built")
-
-    def _log_summary(self, how: str) -> None:
-        """What a build (or a cache hit) gives, one line per split (the trainer and
-        tools/build_packing_index.py print it through xlda.training.batches)."""
-        logger.debug("XLDA index %s (%s): %s", self.index_split.name, how,
-                    summary_line(self.index.stats, len(self)))
 
     @staticmethod
     def build_low_level_dataset(dataset_path: Optional[str],
