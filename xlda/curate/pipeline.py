@@ -72,6 +72,14 @@ def expand_inputs(patterns) -> list[str]:
     return files
 
 
+def _env_command() -> str:
+    # Jobs run this interpreter's environment (PATH for datatrove's launch_pickled_pipeline) and
+    # import this checkout of xlda.
+    bindir = os.path.dirname(sys.executable)
+    repo = str(Path(__file__).resolve().parents[2])
+    return f'export PATH="{bindir}:$PATH" PYTHONPATH="{repo}:${{PYTHONPATH:-}}"'
+
+
 class CurationPipeline:
     def __init__(self, cfg: CurateConfig):
         self.cfg = cfg
