@@ -161,23 +161,30 @@ def build(corpus: Path, out: Path, per_lang: int = 60, seed: int = 0) -> Planted
     return p
 
 
-def expected_drops(p: Planted) -> dict:
-    """lang -> {reason: count} for language ID + filters, decided document by document."""
-    from collections import Counter, defaultdict
-
+def expected_fates(p: Planted) -> dict:
+    """id -> (lang, reason or "kept") for language ID + filters, decided document by document."""
     det = ScriptLangID()
     chains = {L: build_language_filters(LanguageConfig.load(L)) for L in LANGS}
     minconf = {L: LanguageConfig.load(L).min_confidence for L in LANGS}
-    out = defaultdict(Counter)
+    out = {}
     for r in p.docs.values():
         lang, conf = det.detect_scored(r["text"])
         if lang is None:
-            out["unknown"]["undetected_language"] += 1
+            out[r["id"]] = ("unknown", "undetected_language")
         elif conf < minconf[lang]:
-            out[lang]["low_confidence"] += 1
+            out[r["id"]] = (lang, "low_confidence")
         else:
-            reason = decide(chains[lang], Document(r["text"], r["id"]))
-            out[lang][reason or "kept"] += 1
+            out[r["id"]] = (lang, decide(chains[lang], Document(r["text"], r["id"])) or "kept")
+    return out
+
+
+def expected_drops(p: Planted) -> dict:
+    """lang -> {reason: count} for language ID + filters."""
+    from collections import Counter, defaultdict
+
+    out = defaultdict(Counter)
+    for lang, reason in expected_fates(p).values():
+        out[lang][reason] += 1
     return out
 
 

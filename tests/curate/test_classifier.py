@@ -58,3 +58,35 @@ def test_bad_training_input_names_file_and_line(tmp_path):
     _write(tmp_path / "neg.jsonl", ["x"])
     assert train_main(["--positive", str(tmp_path / "pos.jsonl"), "--negative",
                        str(tmp_path / "neg.jsonl"), "--output", str(tmp_path / "m.bin")]) == 1
+
+
+def test_balanced_accuracy_and_stratified_split_by_hand():
+    from xlda.curate.classifier import balanced_accuracy, stratified_split
+
+    # all predicted "a": accuracy 2/3, balanced (1 + 0) / 2
+    assert balanced_accuracy([("a", "a"), ("a", "a"), ("a", "b")]) == (0.5, {"a": 1.0, "b": 0.0})
+    rows = [("p", f"p{i}") for i in range(20)] + [("n", f"n{i}") for i in range(3)]
+    valid, train = stratified_split(rows, 0.1, seed=0)
+    assert sorted(r[0] for r in valid) == ["n", "p", "p"]  # 10% of 20, and at least one of 3
+    assert sorted(valid + train) == sorted(rows)
+    assert stratified_split(rows, 0.1, seed=0) == (valid, train)
+
+
+def test_imbalance_warns_reports_balanced_accuracy_and_quantizes(corpus, tmp_path, capsys):
+    with gzip.open(corpus / "libreoffice_help.en.jsonl.gz", "rt") as f:
+        good = [json.loads(x)["text"][:2000] for x in itertools.islice(f, 100)]
+    rng = random.Random(1)
+    _write(tmp_path / "pos.jsonl", good)
+    _write(tmp_path / "neg.jsonl", [" ".join(rng.choice(SPAM) for _ in range(80)) for _ in range(5)])
+    assert train_main(["--positive", str(tmp_path / "pos.jsonl"), "--negative",
+                       str(tmp_path / "neg.jsonl"), "--output", str(tmp_path / "q.ftz"),
+                       "--dim", "16"]) == 0
+    cap = capsys.readouterr()
+    assert "warning: 100 positive vs 5 negative documents (20:1)" in cap.err
+    r = json.loads(cap.out.strip().splitlines()[-1])
+    assert (r["positive"], r["negative"], r["valid"]) == (100, 5, 11)  # 10 + 1 held out
+    assert r["quantized"] and set(r["valid_recall"]) == {"__label__hq", "__label__lq"}
+    assert r["valid_balanced_accuracy"] == sum(r["valid_recall"].values()) / 2
+    assert "balanced accuracy" in cap.out
+    # fastText's full model is 2M n-gram rows x 16 floats = 128 MB; the quantized one a few MB
+    assert r["bytes"] == (tmp_path / "q.ftz").stat().st_size < 8 * 2**20

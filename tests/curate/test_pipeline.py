@@ -45,6 +45,22 @@ def test_language_id_and_filter_decisions(planted, curated):
         assert len(filtered[L]) == exp[L]["kept"]
 
 
+def test_manifest_names_example_documents_per_drop_reason(planted, curated):
+    """Each language's drop_examples hold up to 5 ids per filter reason, each one a document
+    that reason did drop, and every reason with a count has its examples."""
+    from tests.curate.planted import expected_fates
+
+    _, m = curated
+    fates = expected_fates(planted)
+    for L in LANGS:
+        ex, dropped = m["languages"][L]["drop_examples"], m["languages"][L]["dropped"]
+        filter_reasons = {r for r in dropped if r not in ("exact_duplicate", "near_duplicate")}
+        assert set(ex) == filter_reasons, L
+        for reason, ids in ex.items():
+            assert len(ids) == min(5, dropped[reason]), (L, reason)
+            assert all(fates[i] == (L, reason) for i in ids), (L, reason, ids)
+
+
 def test_exact_and_near_duplicates(planted, curated):
     out, m = curated
     final = {r["id"]: r for rows in _by_lang(out).values() for r in rows}
@@ -143,6 +159,7 @@ def test_a_local_run_prints_a_line_per_stage_and_logs_to_files(planted, tmp_path
     assert "[curate] all stages done" in got.out
     # datatrove's INFO lines (task starts, stats tables) go to the work dir, not the terminal
     assert "INFO" not in got.err and "SUCCESS" not in got.err, got.err[:2000]
+    assert "it/s" not in got.err, got.err[:2000]  # no tqdm bars either
     assert len(got.out.splitlines()) <= len(stages) + 2
     work_logs = list(out.parent.rglob("task_00000.log"))
     assert work_logs and any("Processing done" in p.read_text() for p in work_logs)

@@ -19,12 +19,6 @@ README = Path(REPO_ROOT) / "README.md"
 SKIPPED = {
     "bash examples/demo.sh": "the demo contract: tests/training/test_demo.py runs xlda.demo",
     "bash scripts/test.sh": "the test contract: CI runs it",
-    "python tools/curate.py --input '/raw/web/": "a template for the user's raw shards; "
-                                                 "tests/curate runs the pipeline",
-    "python tools/preprocess_data.py --input 'out/cur/": "the curate chain's template (its "
-                                                         "flags elided with ...)",
-    "python tools/build_packing_index.py --config ...": "the chain's template (flags elided)",
-    "python pretrain_trillion.py --config ...": "the chain's template (flags elided)",
     "python tools/merge_datasets.py": "needs array-job shards; tests/data/test_merge.py",
     "bash examples/trillion7b/ablation/run_ablation.sh": "~55 min; tests/ablation (slow) runs "
                                                          "it on a small corpus",
@@ -58,9 +52,12 @@ def test_every_readme_command_is_run_or_skipped_with_a_reason():
     cmds = readme_commands(README.read_text())
     assert len(cmds) >= 12
     run = [c for c in cmds if _skip_reason(c) is None]
-    # the user's chain: tokenizer, preprocess, train, post-training data, SFT, DPO, convert x3
+    # the user's chain: tokenizer, curate -> preprocess x2 -> index -> train with annealing,
+    # preprocess, train, post-training data, SFT, DPO, convert x3
     assert [c.split()[1] for c in run] == [
-        "tools/build_tokenizer.py", "tools/preprocess_data.py", "pretrain_trillion.py",
+        "tools/build_tokenizer.py", "tools/curate.py", "tools/preprocess_data.py",
+        "tools/preprocess_data.py", "tools/build_packing_index.py", "pretrain_trillion.py",
+        "tools/preprocess_data.py", "pretrain_trillion.py",
         "tools/make_posttrain_data.py", "posttrain.py", "posttrain.py",
         "tools/checkpoint/convert.py", "tools/checkpoint/convert.py",
         "tools/checkpoint/convert.py"]
@@ -84,3 +81,5 @@ def test_readme_commands_run_as_written(tmp_path):
                            text=True, timeout=1200)
         assert p.returncode == 0, f"{cmd}\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
     assert (repo / "runs" / "tiny" / "hf" / "generation_config.json").exists()
+    assert (repo / "out" / "cur" / "manifest.json").exists()  # the curate chain ran, and trained:
+    assert (repo / "runs" / "cur" / "ckpt" / "latest_checkpointed_iteration.txt").exists()

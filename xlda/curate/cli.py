@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quality-model", default=None,
                    help="fastText classifier (tools/train_quality_classifier.py)")
     g.add_argument("--quality-label", default="__label__hq", help="the model's positive label")
+    g.add_argument("--heuristic-score", action="store_true",
+                   help="score with the built-in text statistics (sentence-final lines, unique "
+                        "lines, words with letters, length; xlda/curate/heuristic.py) when the data "
+                        "has no score and there is no classifier")
     g.add_argument("--anneal-top", default=None,
                    help="top fraction per language for the annealing subset, e.g. en=0.2,ko=0.1,ja=0.1,zh=0.1")
     g = p.add_argument_group("output")
@@ -64,7 +68,7 @@ def main(argv=None) -> int:
             lang_id=args.lang_id, text_key=args.text_key, id_key=args.id_key,
             output_format=args.output_format, language_config_dir=args.language_config_dir,
             score_field=args.score_field, quality_model=args.quality_model,
-            quality_label=args.quality_label, anneal_top=parse_lang_fractions(args.anneal_top),
+            quality_label=args.quality_label, heuristic_score=args.heuristic_score, anneal_top=parse_lang_fractions(args.anneal_top),
             strict=args.strict, max_examples=args.max_reject_examples, executor=args.executor,
             tasks=args.tasks, workers=args.workers, partition=args.partition, time=args.time,
             cpus_per_task=args.cpus_per_task, mem_per_cpu_gb=args.mem_per_cpu_gb,
@@ -97,7 +101,11 @@ TRAIN_DOC = """Train a fastText quality classifier from positive and negative JS
 --quality-model. Example:
 
     python tools/train_quality_classifier.py --positive good.jsonl.gz --negative web.jsonl.gz \
-        --output out/quality.bin
+        --output out/quality.ftz
+
+Reports accuracy and balanced accuracy (mean recall per class) on a stratified held-out split,
+warns when one class outnumbers the other 10:1, and writes a pruned, quantized model by default
+(a few MB; --no-quantize writes fastText's full ~0.5 GB .bin).
 """
 
 
@@ -106,23 +114,35 @@ def train_classifier_main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--positive", nargs="+", required=True, help="JSONL(.gz/.zst) of high-quality documents")
     p.add_argument("--negative", nargs="+", required=True, help="JSONL(.gz/.zst) of low-quality documents")
-    p.add_argument("--output", required=True, help="model file (.bin)")
-    p.add_argument("--text-key", default="text")
+    p.add_argument("--output", required=True, help="model file (.ftz quantized, .bin with --no-quantize)")
+    p.add_argument("--text-key", default="text", help="JSON field holding the document text")
     p.add_argument("--label", default="__label__hq", help="positive label (curate.py --quality-label)")
-    p.add_argument("--epoch", type=int, default=5)
-    p.add_argument("--lr", type=float, default=0.5)
-    p.add_argument("--word-ngrams", type=int, default=2)
-    p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--valid-fraction", type=float, default=0.1)
+    p.add_argument("--epoch", type=int, default=5, help="fastText training epochs")
+    p.add_argument("--lr", type=float, default=0.5, help="fastText learning rate")
+    p.add_argument("--word-ngrams", type=int, default=2, help="word n-gram length fastText hashes")
+    p.add_argument("--dim", type=int, default=64, help="embedding dimension")
+    p.add_argument("--seed", type=int, default=0, help="shuffle, split and training seed")
+    p.add_argument("--valid-fraction", type=float, default=0.1,
+                   help="share of each class held out for the reported accuracies")
+    p.add_argument("--no-quantize", dest="quantize", action="store_false",
+                   help="keep the full model (fastText's 2M-row n-gram table: ~0.5 GB at dim 64)")
+    p.add_argument("--cutoff", type=int, default=100_000,
+                   help="rows (words + n-grams) the quantized model keeps")
     a = p.parse_args(argv)
     try:
         r = ClassifierConfig(positive=a.positive, negative=a.negative, output=a.output,
                              text_key=a.text_key, label=a.label, epoch=a.epoch, lr=a.lr,
                              word_ngrams=a.word_ngrams, dim=a.dim, seed=a.seed,
-                             valid_fraction=a.valid_fraction).build().run()
+                             valid_fraction=a.valid_fraction, quantize=a.quantize,
+                             cutoff=a.cutoff).build().run(
+            warn=lambda m: print(m, file=sys.stderr, flush=True))
     except CurateError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    acc = ("no held-out split" if r["valid_accuracy"] is None else
+           f"held-out accuracy {r['valid_accuracy']:.3f}, balanced accuracy "
+           f"{r['valid_balanced_accuracy']:.3f} ({r['valid']} documents)")
+    print(f"[classifier] {r['positive']} positive, {r['negative']} negative; {acc}; "
+          f"{r['model']} {r['bytes'] / 2**20:.1f} MB{' (quantized)' if r['quantized'] else ''}")
     print(json.dumps(r))
     return 0

@@ -98,6 +98,7 @@ class CurateConfig:
     score_field: str | None = None      # a numeric field already in the data (FineWeb-Edu: score)
     quality_model: str | None = None    # a fastText classifier file
     quality_label: str = "__label__hq"  # its positive label
+    heuristic_score: bool = False       # the built-in text-statistics score (xlda.curate.heuristic)
     anneal_top: dict = field(default_factory=dict)  # lang -> Fraction
     strict: bool = False
     max_examples: int = 5
@@ -119,10 +120,17 @@ class CurateConfig:
             raise CurateError(f"--output-format {self.output_format!r}: use one of {OUTPUT_FORMATS}")
         if self.executor not in EXECUTORS:
             raise CurateError(f"--executor {self.executor!r}: use one of {EXECUTORS}")
-        if self.score_field and self.quality_model:
-            raise CurateError("give either --score-field or --quality-model, not both")
-        if self.anneal_top and not (self.score_field or self.quality_model):
-            raise CurateError("--anneal-top needs a score: --score-field FIELD or --quality-model FILE")
+        given = [f for f, v in (("--score-field", self.score_field),
+                                ("--quality-model", self.quality_model),
+                                ("--heuristic-score", self.heuristic_score)) if v]
+        if len(given) > 1:
+            raise CurateError(f"give one quality score, not {' and '.join(given)}")
+        if self.anneal_top and not given:
+            raise CurateError(
+                "--anneal-top needs a score: --score-field FIELD (a number already in the data), "
+                "--quality-model FILE (train one: python tools/train_quality_classifier.py "
+                "--positive GOOD.jsonl --negative OTHER.jsonl --output quality.ftz) or "
+                "--heuristic-score (built in: prose over boilerplate, no model)")
         extra = set(self.anneal_top) - set(self.languages)
         if extra:
             raise CurateError(f"--anneal-top names {sorted(extra)}, not among --languages "

@@ -17,6 +17,7 @@ complete run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import json
 import os
@@ -124,8 +125,9 @@ class CurationPipeline:
                 LanguageIdentifier(c.lang_id, {k: v.min_confidence for k, v in self.langs.items()},
                                    report_dir=self._reports("lang_id")),
                 LanguageQualityFilter(self.langs, report_dir=self._reports("quality"))]
-        if c.score_field or c.quality_model:
+        if c.score_field or c.quality_model or c.heuristic_score:
             filt.append(QualityScorer(c.score_field, c.quality_model, c.quality_label,
+                                      heuristic=c.heuristic_score,
                                       report_dir=self._reports("score")))
         filt.append(self._writer(w / "filtered", "jsonl", "${lang}/${rank}"))
 
@@ -218,7 +220,7 @@ class CurationPipeline:
         return {"inputs": self.files, "languages": {k: v.__dict__ for k, v in self.langs.items()},
                 "lang_id": c.lang_id, "text_key": c.text_key, "id_key": c.id_key,
                 "score_field": c.score_field, "quality_model": c.quality_model,
-                "quality_label": c.quality_label, "output_format": c.output_format,
+                "heuristic_score": c.heuristic_score, "quality_label": c.quality_label, "output_format": c.output_format,
                 "anneal_top": {k: str(v) for k, v in c.anneal_top.items()}, "tasks": self.tasks}
 
     def _check_settings(self) -> None:
@@ -288,10 +290,21 @@ def _quiet_datatrove(log_file: Path):
 
     parent_sinks()
     base.add_task_logger, base.close_task_logger = task_logger, close_task_logger
+    # datatrove's dedup steps draw tqdm bars on stderr ("Initializing pq...", "Reading dup
+    # files": 12 lines a run); the stage line says the same. Forked task processes inherit this.
+    import datatrove.pipeline.dedup.exact_dedup as exact_mod
+    import datatrove.pipeline.dedup.minhash as minhash_mod
+    import tqdm
+
+    bars = {m: m.tqdm for m in (exact_mod, minhash_mod)}
+    for m in bars:
+        m.tqdm = functools.partial(tqdm.tqdm, disable=True)
     try:
         yield
     finally:
         base.add_task_logger, base.close_task_logger = orig_add, orig_close
+        for m, bar in bars.items():
+            m.tqdm = bar
         logger.remove()
         logger.add(sys.stderr)  # loguru's default sink, as found
 
@@ -326,8 +339,12 @@ class Publish(PipelineStep):
             dropped.update({"missing_score": missing,
                             "exact_duplicate": scored - after_exact,
                             "near_duplicate": after_exact - after_mh})
+            seen = {r: ex for n in ("lang_id", "quality", "score")
+                    for r, ex in rep[n]["lang_examples"].get(L, {}).items()}
             entry.update({"documents": after_mh, "identified": lid.get("identified", 0),
-                          "dropped": {k: v for k, v in sorted(dropped.items()) if v}})
+                          "dropped": {k: v for k, v in sorted(dropped.items()) if v},
+                          # a few document ids per filter reason (dedup drops: see the dups files)
+                          "drop_examples": {k: seen[k] for k in sorted(seen)}})
             if L in self.cfg.anneal_top:
                 a = self._move(self.work / "anneal" / L, self.out / "anneal" / L)
                 extra = next((v for k, v in rep["anneal"]["extra"].items() if k.startswith(L + "_")), {})
@@ -340,7 +357,8 @@ class Publish(PipelineStep):
             "inputs": self.files, "format": self.cfg.output_format, "languages": langs,
             "lang_id": self.cfg.lang_id,
             "score": ({"field": self.cfg.score_field} if self.cfg.score_field else
-                      {"quality_model": self.cfg.quality_model} if self.cfg.quality_model else None),
+                      {"quality_model": self.cfg.quality_model} if self.cfg.quality_model else
+                      {"heuristic": "xlda.curate.heuristic"} if self.cfg.heuristic_score else None),
             "rejected": rep["read"]["counts"].get("all", {}),
             "rejected_examples": rep["read"]["examples"],
             "unlabelled": {k: v for k, v in rep["lang_id"]["counts"].items() if k not in self.langs},

@@ -10,6 +10,7 @@ from datatrove.pipeline.filters import (FineWebQualityFilter, GopherQualityFilte
                                         GopherRepetitionFilter)
 
 from xlda.curate.config import CurateError, LanguageConfig
+from xlda.curate.heuristic import heuristic_score
 from xlda.curate.quantile import KeyFiles, doc_key, top_k_count, write_keys
 from xlda.curate.reports import TaskReport
 from xlda.curate.words import ScriptWordTokenizer
@@ -121,16 +122,18 @@ def decide(chain, doc) -> str | None:
 
 
 class QualityScorer(_Reporting):
-    """Writes `quality_score`: a numeric field already in the data, or P(positive label) of a
-    fastText classifier. Documents without a usable score are dropped and counted."""
+    """Writes `quality_score`: a numeric field already in the data, P(positive label) of a
+    fastText classifier, or the built-in heuristic (xlda.curate.heuristic). Documents without a
+    usable score are dropped and counted."""
 
     name = "xlda quality score"
     type = "🔢 - SCORER"
 
     def __init__(self, score_field: str | None = None, model_path: str | None = None,
-                 label: str = "__label__hq", **kw):
+                 label: str = "__label__hq", heuristic: bool = False, **kw):
         super().__init__(**kw)
         self.score_field, self.model_path, self.label = score_field, model_path, label
+        self.heuristic = heuristic
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         model = None
@@ -144,7 +147,9 @@ class QualityScorer(_Reporting):
         report = TaskReport(self.max_examples)
         for doc in data:
             lang = doc.metadata["lang"]
-            if model is not None:
+            if self.heuristic:
+                score = heuristic_score(doc.text)
+            elif model is not None:
                 labels, probs = model.predict(fasttext_text(doc.text), k=-1)
                 score = float(dict(zip(labels, probs)).get(self.label, 0.0))
             else:
