@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+source scripts/env.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-exec python3 -m xlda.demo "$@"
+exec "$PY" -m xlda.demo "$@"

@@ -181,9 +181,11 @@ def results_lines(work: Path, iteration: int) -> list[str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--workdir", default=str(REPO_ROOT / "runs" / "demo"))
-    p.add_argument("--docs-per-lang", type=int, default=400)
-    p.add_argument("--train-iters", type=int, default=40)
+    p.add_argument("--workdir", default=str(REPO_ROOT / "runs" / "demo"),
+                   help="tokenizer, data, index and checkpoints of the demo")
+    p.add_argument("--docs-per-lang", type=int, default=400,
+                   help="documents read per language from the corpus")
+    p.add_argument("--train-iters", type=int, default=40, help="training iterations")
     p.add_argument("--resume-at", type=int, default=30, help="phase 1 stops (and saves) here")
     p.add_argument("--mock", action="store_true", help="use mock data even if the corpus exists")
     p.add_argument("--fresh", action="store_true", help="rebuild tokenizer and data too")

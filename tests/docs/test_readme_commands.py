@@ -8,6 +8,7 @@ test until it is one or the other.
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,9 @@ def test_readme_commands_run_as_written(tmp_path):
             (repo / name).symlink_to(Path(REPO_ROOT) / name)
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "corpus").symlink_to(corpus_dir())
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    # `python` is this interpreter, as in the README's activated .venv
+    env = {**os.environ, "OMP_NUM_THREADS": "2",
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
     env.pop("XLDA_CORPUS_DIR", None)  # ../shared/corpus, as the README says
     for cmd in readme_commands(README.read_text()):
         if _skip_reason(cmd) is not None:

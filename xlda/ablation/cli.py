@@ -57,16 +57,17 @@ def _input(text: str) -> tuple:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--workdir", default=str(REPO_ROOT / "runs" / "ablation"))
+    p.add_argument("--workdir", default=str(REPO_ROOT / "runs" / "ablation"),
+                   help="data, indexes and one run folder per mask and seed")
     p.add_argument("--seeds", type=int, default=5, help="seeds 1..N (>= 2 for intervals)")
-    p.add_argument("--masks", default=",".join(MASKS))
+    p.add_argument("--masks", default=",".join(MASKS), help="comma-separated masks to train")
     p.add_argument("--size", choices=sorted(SIZES), default="medium",
                    help="; ".join(f"{k}: {v.note}" for k, v in SIZES.items()))
     p.add_argument("--train-iters", type=int, default=None, help="default: the size's")
     g = p.add_argument_group("corpus (default: the bundled LibreOffice help corpus, by page)")
     g.add_argument("--input", type=_input, action="append", default=None, metavar="LANG=PATH",
                    help="a JSONL(.gz) file of one language; repeat per file and language")
-    g.add_argument("--text-key", default="text")
+    g.add_argument("--text-key", default="text", help="field holding the document text")
     g.add_argument("--group-key", default=None,
                    help="field that says which documents translate each other (e.g. page)")
     g.add_argument("--group-pattern", default=None,
@@ -82,13 +83,15 @@ def parse_args(argv=None):
     p.add_argument("--mix", type=_mix, default=dict(MIXES["7b"]),
                    help=f"training token shares P(l): {' or '.join(MIXES)} (default 7b: "
                         f"en .85, ko .10, ja .025, zh .025), or en=..,ko=..")
-    p.add_argument("--eval-samples", type=int, default=48)
-    p.add_argument("--isolated-docs", type=int, default=48)
+    p.add_argument("--eval-samples", type=int, default=48,
+                   help="held-out packed windows for the in-context loss")
+    p.add_argument("--isolated-docs", type=int, default=48,
+                   help="held-out documents per language scored alone (no other document)")
     p.add_argument("--probe-context", type=int, default=None,
                    help="probe context tokens (default: half the sequence)")
-    p.add_argument("--micro-batch-size", type=int, default=None)
-    p.add_argument("--global-batch-size", type=int, default=None)
-    p.add_argument("--seq-length", type=int, default=None)
+    p.add_argument("--micro-batch-size", type=int, default=None, help="default: the size's")
+    p.add_argument("--global-batch-size", type=int, default=None, help="default: the size's")
+    p.add_argument("--seq-length", type=int, default=None, help="default: the size's")
     p.add_argument("--results-md", default=None,
                    help="also write results.md here (and ablation.png beside it)")
     args = p.parse_args(argv)

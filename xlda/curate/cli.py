@@ -5,12 +5,13 @@ import argparse
 import json
 import sys
 
+from xlda.cli.flags import FlagParser
 from xlda.curate.classifier import ClassifierConfig
 from xlda.curate.config import EXECUTORS, OUTPUT_FORMATS, CurateConfig, CurateError, parse_lang_fractions
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = FlagParser(
         prog="curate.py",
         description="Curate raw shards on datatrove: language ID, per-language Gopher/FineWeb "
         "filters, exact + MinHash dedup, quality score and the annealing top-fraction cut. "
@@ -19,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("input")
     g.add_argument("--input", nargs="+", required=True,
                    help="JSONL (.jsonl, .gz, .zst) or Parquet files or globs")
-    g.add_argument("--text-key", default="text")
+    g.add_argument("--text-key", default="text", help="field holding the document text")
     g.add_argument("--id-key", default="id", help="document id field (absent: file:line)")
     g.add_argument("--languages", default="en,ko,ja,zh", help="comma-separated languages to keep")
     g.add_argument("--lang-id", choices=("script", "lingua"), default="script",
@@ -38,20 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--anneal-top", default=None,
                    help="top fraction per language for the annealing subset, e.g. en=0.2,ko=0.1,ja=0.1,zh=0.1")
     g = p.add_argument_group("output")
-    g.add_argument("--output-dir", required=True)
-    g.add_argument("--output-format", choices=OUTPUT_FORMATS, default="jsonl")
+    g.add_argument("--output-dir", required=True,
+                   help="<lang>/, anneal/<lang>/, manifest.json; the work files in .work/")
+    g.add_argument("--output-format", choices=OUTPUT_FORMATS, default="jsonl",
+                   help="curated shards as .jsonl.gz or .parquet")
     g.add_argument("--strict", action="store_true",
                    help="any malformed record is an error (nothing is published)")
-    g.add_argument("--max-reject-examples", type=int, default=5)
+    g.add_argument("--max-reject-examples", type=int, default=5,
+                   help="example ids (file:line for malformed records) kept per reason")
     g = p.add_argument_group("execution (datatrove)")
-    g.add_argument("--executor", choices=EXECUTORS, default="local")
+    g.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="datatrove executor: processes on this machine, or SLURM job arrays")
     g.add_argument("--tasks", type=int, default=0, help="tasks of the read/filter stage (0: one per file)")
     g.add_argument("--workers", type=int, default=-1, help="local: parallel processes (-1: CPU count)")
     g.add_argument("--partition", default=None, help="SLURM partition")
     g.add_argument("--time", default="04:00:00", help="SLURM time limit per task")
-    g.add_argument("--cpus-per-task", type=int, default=1)
-    g.add_argument("--mem-per-cpu-gb", type=int, default=2)
-    g.add_argument("--job-name", default="xlda-curate")
+    g.add_argument("--cpus-per-task", type=int, default=1, help="SLURM: CPUs per task")
+    g.add_argument("--mem-per-cpu-gb", type=int, default=2, help="SLURM: memory per CPU")
+    g.add_argument("--job-name", default="xlda-curate", help="SLURM: job name prefix of each stage")
     g.add_argument("--tasks-per-job", type=int, default=1,
                    help="SLURM: ranks each array element runs in turn (fewer, longer jobs)")
     g.add_argument("--env-command", default=None,
@@ -110,8 +115,7 @@ warns when one class outnumbers the other 10:1, and writes a pruned, quantized m
 
 
 def train_classifier_main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="train_quality_classifier.py", description=TRAIN_DOC,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = FlagParser(prog="train_quality_classifier.py", description=TRAIN_DOC)
     p.add_argument("--positive", nargs="+", required=True, help="JSONL(.gz/.zst) of high-quality documents")
     p.add_argument("--negative", nargs="+", required=True, help="JSONL(.gz/.zst) of low-quality documents")
     p.add_argument("--output", required=True, help="model file (.ftz quantized, .bin with --no-quantize)")

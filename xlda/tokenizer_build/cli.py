@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from xlda.cli.flags import FlagParser
+
 from .build import TokenizerBuildConfig
 
 
@@ -22,27 +24,31 @@ def _int_list(s: str) -> list[int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = FlagParser(
+        prog="build_tokenizer.py",
         description="Build a byte-level BPE tokenizer: base on one language, extended with "
         "tokens of others (existing ids unchanged). Special tokens: <|endoftext|> (EOD, id 0), "
         "<|pad|> (1), <|bos|> (2), <|im_start|> (3), <|im_end|> (4): the chat template's turn "
         "markers, so an SFT model's end of turn is one token generation stops at.")
     p.add_argument("--base-input", nargs="+", required=True, help="JSONL(.gz) files of the base language")
-    p.add_argument("--base-lang", default="en")
+    p.add_argument("--base-lang", default="en", help="language code of --base-input (the reports' label)")
     p.add_argument("--base-vocab-size", type=int, required=True, help="total base vocab incl. specials and 256 bytes")
-    p.add_argument("--extend-input", action="append", default=[], metavar="LANG=PATH")
+    p.add_argument("--extend-input", action="append", default=[], metavar="LANG=PATH",
+                   help="JSONL(.gz) of a language to extend with (repeat per language or file)")
     p.add_argument("--extend-tokens", action="append", default=[], metavar="LANG=N",
                    help="exact number of tokens to add for LANG (applied in the order given)")
     p.add_argument("--eval-input", action="append", default=[], metavar="LANG=PATH",
                    help="extra files whose held-out part is only measured")
-    p.add_argument("--heldout-fraction", type=float, default=0.05)
-    p.add_argument("--min-frequency", type=int, default=2)
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--heldout-fraction", type=float, default=0.05,
+                   help="share of each file's documents kept out of training, for chars/token")
+    p.add_argument("--min-frequency", type=int, default=2, help="BPE: least count of a merged pair")
+    p.add_argument("--seed", type=int, default=1234, help="held-out split and sampling seed")
     p.add_argument("--max-docs", type=int, default=None, help="read at most this many docs per file")
-    p.add_argument("--output-dir", required=True)
+    p.add_argument("--output-dir", required=True,
+                   help="writes tokenizer.json, report.json and report.md here")
     p.add_argument("--sweep-ko-tokens", type=_int_list, default=None, metavar="N1,N2,...",
                    help="also write sweep.{csv,md,png}: chars/token per language vs tokens added for --sweep-lang")
-    p.add_argument("--sweep-lang", default="ko")
+    p.add_argument("--sweep-lang", default="ko", help="the language --sweep-ko-tokens extends")
     p.add_argument("--speed-repeats", type=int, default=3, help="encode-speed timing runs; 0 skips timing")
     return p
 

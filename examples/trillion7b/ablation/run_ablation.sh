@@ -12,4 +12,5 @@ export PYTHONWARNINGS=${PYTHONWARNINGS:-ignore}
 if [ "$#" -eq 0 ]; then
     set -- --results-md examples/trillion7b/ablation/RESULTS.md
 fi
-exec python3 examples/trillion7b/ablation/run_ablation.py "$@"
+source scripts/env.sh  # the project's environment (.venv, or PYTHON=...)
+exec "$PY" examples/trillion7b/ablation/run_ablation.py "$@"
