@@ -66,7 +66,8 @@ def check_packable(
         if p > 0 and n == 0:
             raise ValueError(
                 f"language {lang!r} has P(l)={p:.4g} but 0 tokens in {where}; give it documents "
-                f"(or a larger share of the split), or set its xlda_beta to 0 with xlda_alpha=0"
+                f"(or a larger share of the split, e.g. --split 90,10,0), or set its xlda_beta to 0 "
+                f"with xlda_alpha=0"
             )
     active = [lang for lang, p in zip(languages, probs) if p > 0]
     if len(active) < 2:
