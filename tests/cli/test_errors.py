@@ -78,6 +78,15 @@ def test_flex_on_cpu_refused_before_training(cli_data, capsys):
     assert "no FlexAttention backward on CPU" in msg
 
 
+@pytest.mark.parametrize("flag, expect", [
+    ("--bf16", "--bf16/--fp16 need a GPU"), ("--fp16", "--bf16/--fp16 need a GPU"),
+    ("--use-distributed-optimizer", "--use-distributed-optimizer needs GPUs"),
+    ("--sequence-parallel", "--sequence-parallel needs Transformer Engine norms")])
+def test_gpu_only_flags_on_cpu_are_one_line(cli_data, capsys, flag, expect):
+    """They used to surface as a ValueError traceback from the trainer's set-up (issue 21)."""
+    assert expect in _error(capsys, base(cli_data, flag))
+
+
 def test_reset_position_ids_with_rope(cli_data, capsys):
     msg = _error(capsys, base(cli_data, "--reset-position-ids"))
     assert "--reset-position-ids has no effect with RoPE" in msg

@@ -26,9 +26,10 @@ from typing import Optional
 import numpy as np
 import torch
 
+from xlda.attention.modes import MODES
 from xlda.paths import REPO_ROOT
 
-MASKS = ("xlda", "document", "causal")
+MASKS = MODES  # every mask the model knows
 BASELINE = "document"  # the standard practice XLDA replaces: differences are taken against it
 EVAL_SEED = 98765
 RECIPE = REPO_ROOT / "examples" / "trillion7b" / "tiny.yaml"

@@ -18,10 +18,9 @@ from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.transformer_config import TransformerConfig
 
+from xlda.attention.modes import BACKENDS
 from xlda.attention.params import MaskParams
 from xlda.attention.thd import thd_attention_reference
-
-BACKENDS = ("sdpa", "thd", "flex", "te")
 
 
 class XLDACoreAttention(MegatronModule):

@@ -16,6 +16,7 @@ import sys
 from typing import Optional, Sequence
 
 from xlda import quiet
+from xlda.attention.modes import BACKENDS, MODES
 from xlda.cli import preflight
 from xlda.training.config import (ConfigError, RunConfig, has_weights,
                                   data_path_mixture)
@@ -79,9 +80,8 @@ FLAGS: dict[str, dict] = {
     "--mtp-num-layers": dict(section="model", type=_opt_int),
     "--mtp-loss-scaling-factor": dict(section="model", type=float),
     "--transformer-impl": dict(section="model", choices=["local", "transformer_engine"]),
-    "--attention-backend": dict(section="model", choices=["sdpa", "thd", "flex", "te"]),
-    "--xlda-mask": dict(section="model", field="attention_mask_type",
-                        choices=["xlda", "document", "causal"]),
+    "--attention-backend": dict(section="model", choices=list(BACKENDS)),
+    "--xlda-mask": dict(section="model", field="attention_mask_type", choices=list(MODES)),
     "--bf16": _bool_flag("model", "bf16"),
     "--fp16": _bool_flag("model", "fp16"),
     "--fp8-format": dict(section="model", choices=["e4m3", "hybrid"]),
@@ -315,9 +315,7 @@ def _is_cuda() -> bool:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from xlda.training.checkpointing import CheckpointError
-
-    try:
+    try:  # user input first, before torch is imported: --help and flag errors take well under 1 s
         cfg, args, note = _resolve(argv)
         if getattr(args, "print_config", False):
             print(cfg.to_yaml(), end="")
@@ -337,6 +335,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"pretrain: error: {e}", file=sys.stderr)
         return 2
     from xlda.attention.stats import ExpansionCapExceeded
+    from xlda.training.checkpointing import CheckpointError
     from xlda.training.loop import Trainer, TrainingDivergedError
 
     trainer = Trainer(cfg)

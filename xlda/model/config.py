@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import torch
+from xlda.attention.modes import BACKENDS, MODES
 
-from xlda.attention.core_attention import BACKENDS
-from xlda.attention.mask import MODES
+# torch is imported where a method needs it: building and validating a config (RunConfig(), the
+# CLI's checks, --help) must not pay its import.
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -73,6 +75,8 @@ class ModelConfig:
         return self.mtp_num_layers or 0
 
     def torch_params_dtype(self) -> torch.dtype:
+        import torch
+
         if self.params_dtype is not None:
             return getattr(torch, self.params_dtype)
         return torch.bfloat16 if self.bf16 else torch.float16 if self.fp16 else torch.float32
@@ -107,6 +111,8 @@ class ModelConfig:
                                     ("transformer_impl='transformer_engine'", self.transformer_impl == "transformer_engine"),
                                     ("fp8_format", self.fp8_format is not None)) if on]
         if needs_te and not te_available():
+            import torch
+
             where = "" if torch.cuda.is_available() else " (flex cannot train on CPU: no backward)"
             bad(f"{', '.join(needs_te)} need Transformer Engine, which is not installed; use "
                 f"attention_backend='thd' or 'sdpa' (or 'flex' on a GPU{where}) with "
@@ -120,6 +126,7 @@ class ModelConfig:
 
     def transformer_config(self):
         """megatron-core TransformerConfig; parallel sizes come from parallel_state."""
+        import torch
         import torch.nn.functional as F
         from megatron.core import parallel_state as ps
         from megatron.core.transformer.transformer_config import TransformerConfig
@@ -176,6 +183,8 @@ class ModelConfig:
 
     def fusions(self, cuda: Optional[bool] = None) -> dict:
         """{fusion: (on, why)}: megatron-core's fused kernels on for CUDA where importable."""
+        import torch
+
         from xlda.model.fusions import fusion_plan
 
         return fusion_plan(self, torch.cuda.is_available() if cuda is None else cuda)

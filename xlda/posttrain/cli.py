@@ -116,19 +116,23 @@ def _start_from_hf(cfg: PostRunConfig, say) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    rank0 = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
+    say = (lambda m: print(m, flush=True)) if rank0 else (lambda m: None)
+    try:  # user input first, before torch is imported: --help and flag errors take well under 1 s
+        cfg, args, notes = resolve(argv)
+    except (ConfigError, ValueError) as e:
+        print(f"posttrain: error: {e}", file=sys.stderr)
+        return 2
+    if getattr(args, "print_config", False):
+        print(cfg.to_yaml(), end="")
+        return 0
     from xlda import quiet
     from xlda.checkpoint_conversion.arch import ConversionError
     from xlda.training.checkpointing import CheckpointError
     from xlda.training.loop import TrainingDivergedError
 
-    argv = sys.argv[1:] if argv is None else list(argv)
-    rank0 = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
-    say = (lambda m: print(m, flush=True)) if rank0 else (lambda m: None)
     try:
-        cfg, args, notes = resolve(argv)
-        if getattr(args, "print_config", False):
-            print(cfg.to_yaml(), end="")
-            return 0
         for n in notes:
             say(n)
         import torch
