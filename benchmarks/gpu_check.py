@@ -219,7 +219,9 @@ def train_child(variant: str, sh: dict, dry_run: bool, out_json: str) -> None:
     hist = [e for e in result.history if "tokens_per_s" in e]
     warm = hist[min(len(hist) - 1, max(1, len(hist) // 2)):]  # skip compile/warm-up steps
     tps = sorted(e["tokens_per_s"] for e in warm)[len(warm) // 2]
-    mfu = sorted(e["mfu"] for e in warm)[len(warm) // 2]
+    # no MFU without a known device peak (the trainer logs none on CPU or an unknown GPU)
+    mfus = sorted(e["mfu"] for e in warm if "mfu" in e)
+    mfu = mfus[len(mfus) // 2] if mfus else None
     out = {"variant": variant, "tokens_per_s": tps, "mfu": mfu,
            "step_s": 2 * sh["seq"] / tps, "losses": [e["lm loss"] for e in result.history],
            "optimizer": opt, "param_dtypes": dtypes,
@@ -267,8 +269,10 @@ def training_rows(args, out_dir: Path, sh: dict) -> tuple[list, dict]:
             continue
         finite = all(math.isfinite(x) for x in r["losses"])
         rows.append([label, "PASS" if finite else "FAIL",
-                     f"{shape}: {r['tokens_per_s']:.0f} tok/s, MFU {100 * r['mfu']:.1f}%, "
-                     f"step {r['step_s']:.2f}s, loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f}"
+                     f"{shape}: {r['tokens_per_s']:.0f} tok/s, "
+                     + (f"MFU {100 * r['mfu']:.1f}%, " if r.get("mfu") is not None
+                        else "MFU n/a (no known peak), ")
+                     + f"step {r['step_s']:.2f}s, loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f}"
                      + (f", peak {r['peak_gb']:.1f} GB" if r.get("peak_gb") else "")])
     if "tokens_per_s" in res["flex"] and "tokens_per_s" in res["causal-sdpa"]:
         ratio = res["flex"]["tokens_per_s"] / res["causal-sdpa"]["tokens_per_s"]
