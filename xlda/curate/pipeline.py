@@ -184,10 +184,12 @@ class CurationPipeline:
         return out
 
     # -- executors ---------------------------------------------------------------------------
-    def executors(self) -> list:
+    def executors(self, stages: list | None = None) -> list:
+        """One executor per stage (`stages`: self.stages() when not given), each depending on
+        the one before."""
         c = self.cfg
         prev, out = None, []
-        for name, pipeline, tasks in self.stages():
+        for name, pipeline, tasks in (self.stages() if stages is None else stages):
             logs = str(self.work / "logs" / name)
             if c.executor == "local":
                 from datatrove.executor import LocalPipelineExecutor
@@ -220,7 +222,8 @@ class CurationPipeline:
         return {"inputs": self.files, "languages": {k: v.__dict__ for k, v in self.langs.items()},
                 "lang_id": c.lang_id, "text_key": c.text_key, "id_key": c.id_key,
                 "score_field": c.score_field, "quality_model": c.quality_model,
-                "heuristic_score": c.heuristic_score, "quality_label": c.quality_label, "output_format": c.output_format,
+                "heuristic_score": c.heuristic_score, "quality_label": c.quality_label,
+                "output_format": c.output_format,
                 "anneal_top": {k: str(v) for k, v in c.anneal_top.items()}, "tasks": self.tasks}
 
     def _check_settings(self) -> None:
@@ -246,11 +249,12 @@ class CurationPipeline:
         manifest = self.out / MANIFEST
         if manifest.exists():
             return json.loads(manifest.read_text())
-        executors = self.executors()
+        stages = self.stages()  # built once: the executors and the progress lines share them
+        executors = self.executors(stages)
         if self.cfg.executor != "local":
             executors[-1].run()  # submits the chain of job arrays
             return None
-        names = [name for name, _, _ in self.stages()]
+        names = [name for name, _, _ in stages]
         with _quiet_datatrove(self.work / "logs" / "curate.log"):
             t0 = time.perf_counter()
             for k, (name, ex) in enumerate(zip(names, executors), 1):
