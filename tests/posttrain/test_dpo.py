@@ -73,15 +73,15 @@ def _cfg(tmp_path, tok, train, **kw):
 
 
 def test_tiny_dpo_raises_reward_accuracy(dpo_data, tmp_path):
-    from xlda.posttrain.trainer import DPOTrainer
+    from xlda.posttrain.cli import build_trainer
 
     tok, train = dpo_data
     cfg = _cfg(tmp_path, tok, train, iters=24)
-    tr = DPOTrainer(cfg, print_fn=quiet).setup()
-    before = tr.pair_metrics(tr.pairs)
+    tr = build_trainer(cfg, print_fn=quiet).setup()
+    before = tr.task.pair_metrics(tr, tr.task.pairs)
     assert before["reward_accuracy"] == 0.0 and before["dpo loss"] == pytest.approx(np.log(2))
     result = tr.train()
-    after = tr.pair_metrics(tr.pairs)
+    after = tr.task.pair_metrics(tr, tr.task.pairs)
     # from 0 (policy == reference: every margin is exactly 0); measured 0.875, margin 0.85
     assert after["reward_accuracy"] >= 0.75 and after["reward_margin"] > 0.4, after
     assert after["dpo loss"] < np.log(2) - 0.1
@@ -90,12 +90,12 @@ def test_tiny_dpo_raises_reward_accuracy(dpo_data, tmp_path):
     caches = list(tmp_path.glob("pairs.jsonl.ref_logps.*.npz"))
     assert len(caches) == 1
     lines = []
-    DPOTrainer(_cfg(tmp_path, tok, train), print_fn=lines.append).setup()
+    build_trainer(_cfg(tmp_path, tok, train), print_fn=lines.append).setup()
     assert any("(cached)" in line for line in lines)
 
 
 def test_dpo_resume_bit_exact(dpo_data, tmp_path):
-    from xlda.posttrain.trainer import DPOTrainer
+    from xlda.posttrain.cli import build_trainer
     from xlda.training.config import ConfigError
 
     tok, train = dpo_data
@@ -105,7 +105,7 @@ def test_dpo_resume_bit_exact(dpo_data, tmp_path):
         cfg.training.exit_interval = ck.pop("exit_interval", None)
         for k, v in ck.items():
             setattr(cfg.checkpoint, k, v)
-        tr = DPOTrainer(cfg, print_fn=quiet).setup()
+        tr = build_trainer(cfg, print_fn=quiet).setup()
         return tr, tr.train()
 
     def hist(r):

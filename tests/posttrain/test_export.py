@@ -13,13 +13,13 @@ def test_sft_export_chats_through_apply_chat_template(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from xlda.checkpoint_conversion.convert import ConvertConfig
-    from xlda.posttrain.trainer import SFTTrainer
+    from xlda.posttrain.cli import build_trainer
 
     tok = chat_tokenizer(tmp_path)
     train = write_jsonl(tmp_path / "train.jsonl", sft_records(64, seed=0))
     cfg = tiny_cfg(tmp_path, tok, train, iters=40)
     cfg.checkpoint.save = str(tmp_path / "sft")
-    SFTTrainer(cfg, print_fn=lambda *a, **k: None).setup().train()
+    build_trainer(cfg, print_fn=lambda *a, **k: None).setup().train()
     out = ConvertConfig(source="mcore", target="hf", load_dir=str(tmp_path / "sft"),
                         save_dir=str(tmp_path / "hf"), tokenizer_model=str(tok)).run()
     assert json.loads((out / "tokenizer_config.json").read_text())["chat_template"] == DEFAULT_TEMPLATE
@@ -69,14 +69,14 @@ def test_chat_model_on_the_project_tokenizer_stops_by_itself(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from xlda.checkpoint_conversion.convert import ConvertConfig
-    from xlda.posttrain.trainer import SFTTrainer
+    from xlda.posttrain.cli import build_trainer
 
     records = sft_records(64, seed=0)
     tok = _own_tokenizer(tmp_path, records)
     train = write_jsonl(tmp_path / "train.jsonl", records)
     cfg = tiny_cfg(tmp_path, tok, train, iters=60)
     cfg.checkpoint.save = str(tmp_path / "sft")
-    SFTTrainer(cfg, print_fn=lambda *a, **k: None).setup().train()
+    build_trainer(cfg, print_fn=lambda *a, **k: None).setup().train()
     out = ConvertConfig(source="mcore", target="hf", load_dir=str(tmp_path / "sft"),
                         save_dir=str(tmp_path / "hf"), tokenizer_model=str(tok)).run()
     hf_tok = AutoTokenizer.from_pretrained(out)

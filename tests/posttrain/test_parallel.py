@@ -11,7 +11,7 @@ def _job(rank, world, tmp, stage, tp, pp, tag, start=None, save=None):
 
     from tests.data.fixtures import write_jsonl
     from tests.posttrain.fixtures import chat_tokenizer, dpo_records, sft_records, tiny_cfg
-    from xlda.posttrain.trainer import DPOTrainer, SFTTrainer
+    from xlda.posttrain.cli import build_trainer
 
     tmp = Path(tmp)
     tok = tmp / "tokenizer.json"
@@ -31,12 +31,12 @@ def _job(rank, world, tmp, stage, tp, pp, tag, start=None, save=None):
     # rows' logits enter the softmax, so a different padding would change the loss
     cfg.model.make_vocab_size_divisible_by = 32
     cfg.parallel.tensor_model_parallel_size, cfg.parallel.pipeline_model_parallel_size = tp, pp
-    tr = (DPOTrainer if stage == "dpo" else SFTTrainer)(cfg, print_fn=lambda *a, **k: None).setup()
+    tr = build_trainer(cfg, print_fn=lambda *a, **k: None).setup()
     res = tr.train()
     keys = ["dpo loss", "reward_accuracy", "reward_margin"] if stage == "dpo" else ["lm loss"]
     out = {"hist": [[h[k] for k in keys] for h in res.history]}
     if stage == "dpo":
-        out["ref"] = tr.pairs.ref_logps.tolist()
+        out["ref"] = tr.task.pairs.ref_logps.tolist()
     return out
 
 

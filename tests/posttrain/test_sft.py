@@ -6,7 +6,7 @@ import torch
 
 from tests.data.fixtures import write_jsonl
 from tests.posttrain.fixtures import chat_tokenizer, sft_records, tiny_cfg
-from xlda.posttrain.trainer import SFTTrainer
+from xlda.posttrain.cli import build_trainer
 
 quiet = lambda *a, **k: None  # noqa: E731
 
@@ -25,7 +25,7 @@ def test_packed_equals_each_conversation_alone(sft_data, tmp_path):
     tok, train, _ = sft_data
     cfg = tiny_cfg(tmp_path, tok, train)
     cfg.model.hidden_dropout = cfg.model.attention_dropout = 0.0
-    tr = SFTTrainer(cfg, print_fn=quiet).setup()
+    tr = build_trainer(cfg, print_fn=quiet).setup()
     ds = tr.data.main.dataset
     k = next(i for i, b in enumerate(ds.bins) if len(b) >= 3)  # a sample of >= 3 conversations
     model = tr.model_chunks[0]
@@ -62,7 +62,7 @@ def test_tiny_sft_lowers_heldout_assistant_loss(sft_data, tmp_path):
     tok, train, valid = sft_data
     cfg = tiny_cfg(tmp_path, tok, train, valid, iters=30)
     cfg.training.eval_iters = 2
-    tr = SFTTrainer(cfg, print_fn=quiet).setup()
+    tr = build_trainer(cfg, print_fn=quiet).setup()
     before = tr.evaluate()["lm loss"]
     tr.train()
     after = tr.evaluate()["lm loss"]
@@ -75,15 +75,15 @@ def test_sft_resume_bit_exact(sft_data, tmp_path):
     def losses(result):
         return [h["lm loss"] for h in result.history]
 
-    straight = SFTTrainer(tiny_cfg(tmp_path, tok, train, iters=6), print_fn=quiet).setup().train()
+    straight = build_trainer(tiny_cfg(tmp_path, tok, train, iters=6), print_fn=quiet).setup().train()
     save = str(tmp_path / "ckpt")
     cfg = tiny_cfg(tmp_path, tok, train, iters=6)
     cfg.checkpoint.save = save
     cfg.training.exit_interval = 3
-    first = SFTTrainer(cfg, print_fn=quiet).setup().train()
+    first = build_trainer(cfg, print_fn=quiet).setup().train()
     cfg = tiny_cfg(tmp_path, tok, train, iters=6)
     cfg.checkpoint.save = save  # the same command again: resumes from --save
-    again = SFTTrainer(cfg, print_fn=quiet).setup()
+    again = build_trainer(cfg, print_fn=quiet).setup()
     assert again.resumed and again.iteration == 3
     second = again.train()
     assert first.exit_reason == "exit_interval"

@@ -83,10 +83,15 @@ def resolve(argv: Sequence[str]) -> tuple[PostRunConfig, argparse.Namespace, lis
     return cfg, args, notes
 
 
-def trainer_class(stage: str):
-    from xlda.posttrain import trainer
+def build_trainer(cfg: PostRunConfig, print_fn=print):
+    """The training loop with this stage's task (xlda.posttrain.sft_task / dpo_task)."""
+    from xlda.training.loop import Trainer
 
-    return {"sft": trainer.SFTTrainer, "dpo": trainer.DPOTrainer}[stage]
+    if cfg.posttrain.stage == "dpo":
+        from xlda.posttrain.dpo_task import DPOTask as task
+    else:
+        from xlda.posttrain.sft_task import SFTTask as task
+    return Trainer(cfg, task(), print_fn=print_fn)
 
 
 def _start_from_hf(cfg: PostRunConfig, say) -> None:
@@ -141,7 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             quiet.install_cpu()
         if cfg.posttrain.hf_load:
             _start_from_hf(cfg, say)
-        trainer = trainer_class(cfg.posttrain.stage)(cfg)
+        trainer = build_trainer(cfg)
     except (ConfigError, ConversionError, ValueError) as e:
         print(f"posttrain: error: {e}", file=sys.stderr)
         return 2

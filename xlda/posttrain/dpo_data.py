@@ -56,7 +56,7 @@ class PairDataset(torch.utils.data.Dataset):
         if not pairs:
             raise ValueError("DPO data: no usable pair (all records bad or no records)")
         self.pairs, self.seq_length, self.pad_id = pairs, seq_length, pad_id
-        self.ref_logps = None  # [N, 2] float64, set by DPOTrainer
+        self.ref_logps = None  # [N, 2] float64, set by DPOTask.ready (the reference pass)
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -1,12 +1,14 @@
 """The training loop on megatron-core pieces: parallel_state, GPTModel (xlda.model), DDP,
 get_megatron_optimizer, the pipeline schedules and OptimizerParamScheduler (WSD).
 
-``Trainer(run_config).train()`` is what pretrain_trillion.py runs; tests call it in-process.
+``Trainer(run_config, task).train()`` is what pretrain_trillion.py (task: LMTask, the default)
+and posttrain.py (SFTTask, DPOTask) run; tests call it in-process. What a run trains on and how
+a step is scored is the task's (xlda.training.task); everything else is here.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -17,6 +19,7 @@ import torch
 from xlda.training.batches import TrainData, DataStream
 from xlda.training.config import RunConfig
 from xlda.training.metrics import FlopsModel, MetricsLogger
+from xlda.training.task import TrainTask
 from xlda.training.wsd import AnnealingSwitch, build_scheduler
 
 
@@ -33,31 +36,6 @@ class TrainResult:
     eval_history: list = field(default_factory=list)
 
 
-def _is_last_stage() -> bool:
-    from megatron.core import parallel_state as ps
-
-    return ps.is_pipeline_last_stage(ignore_virtual=True)
-
-
-def loss_func(loss_mask: torch.Tensor, lang_ids: torch.Tensor, num_langs: int,
-              output_tensor: torch.Tensor):
-    """Megatron's 3-tuple form: (loss sum, token count, logged [sum, count, per-language ...])."""
-    losses = output_tensor.float()
-    mask = loss_mask.float()
-    loss_sum = (losses * mask).sum()
-    num_tokens = mask.sum().to(torch.int)
-    logged = [loss_sum.detach(), mask.sum()]
-    if num_langs:
-        # Per-language sums and counts: one scatter per micro-batch, for eval reporting.
-        li = lang_ids.long().view(-1)
-        zeros = torch.zeros(num_langs, device=losses.device)
-        sums = zeros.clone().index_add_(0, li, (losses * mask).detach().view(-1))
-        cnts = zeros.clone().index_add_(0, li, mask.view(-1))
-        logged += [sums, cnts]
-    report = torch.cat([t.view(-1).float() for t in logged])
-    return loss_sum, num_tokens, {"lm loss": report}
-
-
 def _require_modules(*names: str) -> None:
     import importlib
 
@@ -71,12 +49,15 @@ def _require_modules(*names: str) -> None:
 
 
 class Trainer:
-    rows_per_sample = 1  # model rows per dataset sample (DPO: 2, a chosen and a rejected one)
-    loss_name = "lm loss"  # what the step's loss is called in the log and metrics (DPO's own)
+    def __init__(self, run_config: RunConfig, task: Optional[TrainTask] = None, print_fn=print):
+        if task is None:
+            from xlda.training.lm_task import LMTask
 
-    def __init__(self, run_config: RunConfig, print_fn=print):
+            task = LMTask()
         self.cfg = run_config
+        self.task = task
         self.print = print_fn
+        self.resumed = False  # set-up restored a checkpoint's full state (not weights only)
 
     # -- set-up --------------------------------------------------------------------------------
     def setup(self):
@@ -144,12 +125,14 @@ class Trainer:
         run_dir = cfg.training.run_dir or cfg.checkpoint.save
         self.metrics = MetricsLogger(
             cfg.logging, self.flops_model, self.world, self.rank, print_fn=self.print,
-            jsonl_path=str(Path(run_dir) / "metrics.jsonl") if run_dir else None)
+            jsonl_path=str(Path(run_dir) / "metrics.jsonl") if run_dir else None,
+            shown=self.task.log_formats)
         self.iteration = 0
         self._saved_iteration = None  # the iteration whose checkpoint is on disk
         self.lang_tokens_total = {}  # trained tokens per language since iteration 0 (resumed)
         self._load()
-        self._write_run_config()
+        self._write_run_files()
+        self.task.ready(self)
         return self
 
     def log0(self, msg: str):
@@ -157,22 +140,16 @@ class Trainer:
             self.print(msg, flush=True) if self.print is print else self.print(msg)
 
     def _build_data(self):
-        from xlda.training.batches import build_run_datasets
-
         cfg = self.cfg
-        ds = build_run_datasets(cfg, log=self.log0)
-        self.languages = ds.languages
-        self.data = TrainData(ds.train, ds.annealing, micro_batch_size=cfg.training.micro_batch_size,
+        d = self.task.build_data(cfg, self.log0)
+        if d.vocab_size:
+            cfg.model.vocab_size = d.vocab_size  # the task's tokenizer sizes the embedding
+        self.languages = tuple(d.languages)
+        self.collator = d.collator
+        self.data = TrainData(d.train, d.annealing, micro_batch_size=cfg.training.micro_batch_size,
                               dp_rank=self.dp_rank, dp_size=self.dp_size, device=self.device,
-                              num_workers=cfg.data.num_workers, collate_fn=self._collator())
-        self.valid = ds.valid
-
-    def _collator(self):
-        from xlda.training.batches import BatchCollator
-
-        m = self.cfg.model
-        return BatchCollator(m.attention_mask_type, len(self.languages),
-                             thd_layout=m.attention_backend in ("thd", "te"))
+                              num_workers=cfg.data.num_workers, collate_fn=d.collator)
+        self.valid = d.valid
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _ckpt_module(self):
@@ -198,11 +175,14 @@ class Trainer:
         self.log0(f"[xlda] saved checkpoint iter {self.iteration} to {save_dir}")
 
     def _load(self):
-        load_dir = self.cfg.checkpoint.load
+        start = self.task.start(self.cfg)
+        if start.note:
+            self.log0(f"[xlda] {start.note}")
+        load_dir = start.load
         if not load_dir:
             return
         ck = self._ckpt_module()
-        finetune = self.cfg.checkpoint.finetune
+        finetune = start.weights_only
         if not finetune and ck.has_optimizer_state(load_dir) is False:
             # A converted checkpoint (model only): what --finetune does, said in one line.
             finetune = True
@@ -220,10 +200,12 @@ class Trainer:
                 load_dir).resolve():
             self._saved_iteration = self.iteration  # resuming in place: never re-save it
         if finetune:  # weights only: fresh iteration count, data position and schedule
+            if start.weights_only:
+                self.log0(f"[xlda] loaded weights from {load_dir} (its iteration "
+                          f"{self.iteration}, weights only), starting at 0")
             self.iteration = 0
-            if self.cfg.checkpoint.finetune:
-                self.log0(f"[xlda] --finetune: loaded weights from {load_dir}, starting at 0")
             return
+        self.resumed = True
         self.data.load_state_dict(extra["data"])
         self.switch.load_state_dict(extra["annealing"])
         self.lang_tokens_total = {k: int(v) for k, v in extra.get("lang_tokens_total", {}).items()}
@@ -241,13 +223,23 @@ class Trainer:
         it = int(latest.read_text().strip())
         return f"{save}/iter_{it:07d} (iteration {it})"
 
-    def _write_run_config(self):
+    def _write_run_files(self):
+        """The resolved config to the run directory; the task's files beside the checkpoints."""
+        if self.rank != 0:
+            return
         run_dir = self.cfg.training.run_dir or self.cfg.checkpoint.save
-        if run_dir and self.rank == 0:
+        if run_dir:
             self.cfg.to_yaml(Path(run_dir) / "run_config.yaml")
+        save = self.cfg.checkpoint.save
+        files = self.task.run_files()
+        if save and files:
+            from xlda.files import atomic_write
+
+            for name, text in files.items():
+                atomic_write(Path(save) / name, text)
 
     # -- steps ---------------------------------------------------------------------------------
-    def _forward_step(self, counters, per_lang, data_iterator, model):
+    def _forward_step(self, counters, loss_for, data_iterator, model):
         batch = next(data_iterator)
         # Statistics and the THD layout come from the CPU batch (loader workers): reading them
         # here never waits for the device.
@@ -264,8 +256,11 @@ class Trainer:
             mask.cached("thd", lambda: layout)
         out = model(batch["tokens"], batch["position_ids"], mask, labels=batch["labels"],
                     loss_mask=batch["loss_mask"])
-        num_langs = len(self.languages) if per_lang else 0
-        return out, partial(loss_func, batch["loss_mask"], batch["lang_ids"], num_langs)
+        return out, loss_for(batch)
+
+    def _task_loss(self, training: bool):
+        """batch -> the loss function megatron-core calls with the last stage's output."""
+        return lambda batch: partial(self.task.loss, batch, training=training)
 
     def _count_kv_rows(self, counters, kv_rows: list, S: int):
         """K/V rows the THD/TE executors gather, and the --xlda-max-kv-expansion cap."""
@@ -287,32 +282,50 @@ class Trainer:
                     f"{self.data.consumed_samples}); pack fewer, longer documents per sequence "
                     "(lower --xlda-rho), raise the cap, or use --xlda-kv-cap-action flag")
 
-    def _run_schedule(self, data_iterator, forward_only: bool, counters=None,
+    def _run_schedule(self, data_iterator, forward_only: bool, loss_for, counters=None,
                       num_microbatches: Optional[int] = None):
         from megatron.core.pipeline_parallel import get_forward_backward_func
 
         fb = get_forward_backward_func()
         t = self.cfg.training
-        return fb(forward_step_func=partial(self._forward_step, counters, forward_only),
+        return fb(forward_step_func=partial(self._forward_step, counters, loss_for),
                   data_iterator=data_iterator, model=self.model_chunks,
                   num_microbatches=num_microbatches or self.num_microbatches,
                   seq_length=self.cfg.data.seq_length,
-                  micro_batch_size=t.micro_batch_size * self.rows_per_sample,
+                  micro_batch_size=t.micro_batch_size * self.task.rows_per_sample,
                   forward_only=forward_only)
 
-    def _reduce(self, reports: list, extra: list, per_lang: bool = False) -> torch.Tensor:
-        """Sum the loss reports (last stage only) and ``extra`` over the whole world."""
-        n = 2 + (2 * len(self.languages) if per_lang else 0)
-        v = torch.zeros(n + len(extra), dtype=torch.float64)
-        if reports:  # one device -> host copy per step, not one per micro-batch
-            v[:n] = torch.stack([r["lm loss"].double() for r in reports]).sum(0).cpu()
-        v[n:] = torch.tensor(extra, dtype=torch.float64)
+    def _all_reduce(self, v: torch.Tensor) -> torch.Tensor:
+        """Sum a float64 host vector over the whole world (gloo: on the host, nccl: on device)."""
         if self.world > 1:
             dev = self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
             v = v.to(dev)
             torch.distributed.all_reduce(v)
             v = v.cpu()
         return v
+
+    def _reduce(self, reports: list, names, extra: list) -> torch.Tensor:
+        """The named (sum, count) reports of the last stage, summed over micro-batches, then
+        with ``extra`` over the whole world: ``[sum_0, count_0, sum_1, ..., *extra]``."""
+        n = 2 * len(names)
+        v = torch.zeros(n + len(extra), dtype=torch.float64)
+        if reports:  # one device -> host copy per step, not one per micro-batch
+            zero = torch.zeros(2)
+            rows = [torch.cat([r[k].view(-1).double() if k in r else zero.double()
+                               for k in names]) for r in reports]
+            v[:n] = torch.stack(rows).sum(0).cpu()
+        v[n:] = torch.tensor(extra, dtype=torch.float64)
+        return self._all_reduce(v)
+
+    @staticmethod
+    def _named(v: torch.Tensor, names) -> dict:
+        """sum / count per name; the first (the loss) always, the others where counted."""
+        out = {}
+        for i, name in enumerate(names):
+            s, c = float(v[2 * i]), float(v[2 * i + 1])
+            if i == 0 or c > 0:
+                out[name] = s / max(c, 1.0)
+        return out
 
     def _mtp_losses(self):
         from megatron.core.transformer.multi_token_prediction import MTPLossLoggingHelper
@@ -336,7 +349,7 @@ class Trainer:
         self.optimizer.zero_grad()
         counters = {"pairs": 0, "causal": 0, "tokens": 0, "kv_rows": 0, "kv_max": 0,
                     "kv_over_cap": 0, "lang_tokens": [0] * len(self.languages)}
-        reports = self._run_schedule(self.data, forward_only=False, counters=counters)
+        reports = self._run_schedule(self.data, False, self._task_loss(True), counters=counters)
         ok, grad_norm, _ = self.optimizer.step()
         if ok:
             self.scheduler.step(increment=1)
@@ -344,12 +357,14 @@ class Trainer:
         # Every TP/PP/CP rank read the same data as its DP rank: count each DP rank once.
         dup = self.world // self.dp_size
         n_mtp = len(mtp)
-        v = self._reduce(reports, [counters["pairs"] / dup, counters["causal"] / dup,
-                                   counters["tokens"] / dup, counters["kv_rows"] / dup,
-                                   counters["kv_over_cap"] / dup, 1.0 if mtp else 0.0] + mtp
-                         + [c / dup for c in counters["lang_tokens"]])
-        n = 2
-        out = {"lm loss": float(v[0] / max(v[1], 1.0)), "pairs": int(v[n]),
+        names = self.task.metric_names(True)
+        v = self._reduce(reports, names, [counters["pairs"] / dup, counters["causal"] / dup,
+                                          counters["tokens"] / dup, counters["kv_rows"] / dup,
+                                          counters["kv_over_cap"] / dup, 1.0 if mtp else 0.0]
+                         + mtp + [c / dup for c in counters["lang_tokens"]])
+        n = 2 * len(names)
+        # the task's metrics, by name, beside the loop's counters (the loss is names[0])
+        out = {**self._named(v, names), "pairs": int(v[n]),
                "causal": int(v[n + 1]), "tokens": int(v[n + 2]), "kv_rows": int(v[n + 3]),
                "kv_over_cap": int(v[n + 4]), "kv_max_row": counters["kv_max"],  # this rank's
                "skipped": not ok, "grad_norm": grad_norm}
@@ -359,30 +374,69 @@ class Trainer:
         out["lang_tokens"] = {lang: int(v[n + 6 + n_mtp + i]) for i, lang in enumerate(self.languages)}
         return out
 
-    def evaluate(self) -> dict:
-        """Mean LM loss over eval_iters global batches of the validation split, per language."""
-        t = self.cfg.training
-        if not t.eval_iters or self.valid is None:
-            return {}
-        stream = DataStream(self.valid, t.micro_batch_size, self.dp_rank, self.dp_size,
-                            device=self.device, num_workers=self.cfg.data.num_workers,
-                            collate_fn=self._collator())
+    @contextlib.contextmanager
+    def _eval_mode(self):
         for c in self.model_chunks:
             c.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            for c in self.model_chunks:
+                c.train()
+
+    def evaluate(self) -> dict:
+        """The task's evaluation of the current weights (named metrics)."""
+        return self.task.evaluate(self)
+
+    def eval_metrics(self, dataset, iters: int) -> dict:
+        """The task's loss and metrics (evaluation form) over ``iters`` global batches of
+        ``dataset``, read from its start each call."""
+        t = self.cfg.training
+        stream = DataStream(dataset, t.micro_batch_size, self.dp_rank, self.dp_size,
+                            device=self.device, num_workers=self.cfg.data.num_workers,
+                            collate_fn=self.collator)
         reports = []
-        with torch.no_grad():
-            for _ in range(t.eval_iters):
-                reports += self._run_schedule(stream, forward_only=True)
-        stream.close()
-        for c in self.model_chunks:
-            c.train()
-        v = self._reduce(reports, [], per_lang=True)
-        L = len(self.languages)
-        out = {"lm loss": float(v[0] / max(v[1], 1.0))}
-        for i, lang in enumerate(self.languages):
-            if v[2 + L + i] > 0:
-                out[f"{lang} lm loss"] = float(v[2 + i] / v[2 + L + i])
-        return out
+        try:
+            with self._eval_mode():
+                for _ in range(iters):
+                    reports += self._run_schedule(stream, True, self._task_loss(False))
+        finally:
+            stream.close()
+        names = self.task.metric_names(False)
+        return self._named(self._reduce(reports, names, []), names)
+
+    def forward_only(self, dataset, collect, width: int):
+        """Per-sample values of one forward pass over all of ``dataset`` under the current
+        weights: ``collect(batch, output_tensor) -> (sample indices [n], values [n, width])`` on
+        the last stage; DP-sharded, gathered to every rank as a float64 ``[len(dataset), width]``
+        array (DPO's reference log-probs)."""
+        mbs = self.cfg.training.micro_batch_size
+        steps = math.ceil(len(dataset) / (mbs * self.dp_size))
+        stream = DataStream(dataset, mbs, self.dp_rank, self.dp_size, device=self.device,
+                            collate_fn=self.collator)
+        got = []
+
+        def keep(batch, output_tensor):
+            index, values = collect(batch, output_tensor)
+            got.append((index.cpu(), values.detach().double().cpu()))
+            zero = output_tensor.float().sum() * 0  # a scoring pass: no loss
+            return zero, torch.ones((), dtype=torch.int, device=zero.device), {}
+
+        try:
+            with self._eval_mode():
+                self._run_schedule(stream, True, lambda batch: partial(keep, batch),
+                                   num_microbatches=steps)
+        finally:
+            stream.close()
+        full = torch.zeros(len(dataset), width + 1, dtype=torch.float64)  # values, seen count
+        for idx, vals in got:
+            full[idx, :width] = vals
+            full[idx, width] = 1.0
+        full = self._all_reduce(full)
+        cnt = full[:, width]
+        assert bool((cnt > 0).all()), "every sample is scored by some last-stage rank"
+        return (full[:, :width] / cnt[:, None]).numpy()
 
     # -- the loop ------------------------------------------------------------------------------
     def _signal_handler(self):
@@ -421,7 +475,8 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             step = self.train_step()
             self.iteration += 1
-            loss, gnorm = step["lm loss"], step["grad_norm"]
+            names = self.task.metric_names(True)
+            loss, gnorm = step[names[0]], step["grad_norm"]
             # Checked before any save: a non-finite grad norm means this update already spoiled
             # the weights. Skipped iterations (fp16 loss-scale overflow: nothing applied, grad
             # norm None) are Megatron's normal behaviour and pass.
@@ -433,7 +488,7 @@ class Trainer:
                     f"{' and '.join(bad)} at iteration {self.iteration}; last good checkpoint: "
                     f"{self.last_checkpoint()}. Resume from it with a lower --lr or check the "
                     f"data around consumed sample {self.data.consumed_samples}")
-            losses = {self.loss_name: loss}
+            losses = {names[0]: loss}
             mtp = {k: v for k, v in step.items() if k.startswith("mtp_")}
             # the realized mix: each language's share of all tokens trained on so far
             for lang, n in step.get("lang_tokens", {}).items():
@@ -450,7 +505,7 @@ class Trainer:
                                        "kv_over_cap": step["kv_over_cap"],
                                        **{f"tokens_{lang}": n for lang, n in step["lang_tokens"].items()},
                                        **shares,
-                                       **step.get("metrics", {})})  # a subclass's own
+                                       **{k: step[k] for k in names[1:] if k in step}})
             if t.eval_interval and self.iteration % t.eval_interval == 0:
                 with self.metrics.paused():
                     ev = self.evaluate()

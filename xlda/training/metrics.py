@@ -128,8 +128,9 @@ class MetricsLogger:
     """Aggregates per-iteration numbers; prints every ``log_interval``; mirrors to TensorBoard."""
 
     def __init__(self, logging_config, flops_model: FlopsModel, world_size: int,
-                 rank: int = 0, print_fn=print, jsonl_path=None):
+                 rank: int = 0, print_fn=print, jsonl_path=None, shown=None):
         self.cfg = logging_config
+        self.shown = dict(shown or {})  # a task's metrics for the log line: name -> format
         self.flops_model = flops_model
         self.world_size = world_size
         self.rank = rank
@@ -188,7 +189,7 @@ class MetricsLogger:
         self.history.append(entry)
         self._write("train", entry)
         if self.rank == 0:
-            self.print(format_entry(entry))
+            self.print(format_entry(entry, self.shown))
             if self.writer is not None:
                 for k, v in entry.items():
                     if k != "iteration" and isinstance(v, (int, float)) and math.isfinite(v):
@@ -223,7 +224,9 @@ class MetricsLogger:
             self.writer.close()
 
 
-def format_entry(e: dict) -> str:
+def format_entry(e: dict, shown=None) -> str:
+    """One log line: the losses, lr, grad norm, throughput and mask numbers, then ``shown``
+    (a task's metrics: name -> format string, e.g. ``{"reward_accuracy": "reward acc {:.3f}"}``)."""
     parts = [f"iter {e['iteration']:6d}", f"lr {e['lr']:.3e}"]
     for k, v in e.items():
         if k.endswith("loss"):
@@ -240,6 +243,7 @@ def format_entry(e: dict) -> str:
         parts.append(f"kv expansion {e['kv_expansion']:.2f} (max {e['kv_expansion_max']:.2f})")
     if e.get("kv_over_cap"):
         parts.append(f"{e['kv_over_cap']} samples over the kv cap")
-    if "reward_accuracy" in e:  # DPO (xlda.posttrain): this iteration's pairs
-        parts.append(f"reward acc {e['reward_accuracy']:.3f} margin {e['reward_margin']:.4f}")
+    for name, fmt in (shown or {}).items():
+        if name in e:
+            parts.append(fmt.format(e[name]))
     return " | ".join(parts)
