@@ -7,9 +7,10 @@
 writes sft.{train,valid}.jsonl (messages conversations) and dpo.{train,valid}.jsonl
 (prompt/chosen/rejected) for posttrain.py; see xlda/posttrain/make_data.py for how.
 """
+import os
 import sys
 
-from xlda.cli.flags import FlagParser
+from xlda.cli.flags import FlagParser, say_error
 
 
 def _input(text: str) -> tuple:
@@ -47,6 +48,8 @@ def main(argv=None) -> int:
         if a.input:
             inputs = {}
             for lang, path in map(_input, a.input):
+                if not os.path.isfile(path):
+                    raise ValueError(f"--input {lang}={path}: no such file")
                 inputs.setdefault(lang, []).append(path)
             spec = Spec(a.text_key, a.group_key, a.group_pattern)
         else:
@@ -57,7 +60,7 @@ def main(argv=None) -> int:
         counts = make(inputs, a.output, spec, a.pages_per_lang, a.seed, a.max_answer_chars,
                       a.valid_percent)
     except (MakeDataError, ValueError, OSError) as e:
-        print(f"make_posttrain_data: error: {e}", file=sys.stderr)
+        say_error("make_posttrain_data", e)
         return 2
     for name, n in counts.items():
         print(f"{a.output}/{name}.jsonl: {n} records")

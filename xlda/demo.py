@@ -8,7 +8,6 @@ the corpus it trains on mock data.
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
@@ -18,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from xlda.checkpoint_layout import iter_dir
 from xlda.paths import REPO_ROOT, corpus_dir
 
 LANGS = ("en", "ko", "ja", "zh")
@@ -173,14 +173,16 @@ def results_lines(work: Path, iteration: int) -> list[str]:
         f"  metrics: {work / 'ckpt' / 'metrics.jsonl'}; resolved config: "
         f"{work / 'ckpt' / 'run_config.yaml'}",
         f"  TensorBoard: tensorboard --logdir {work / 'tb'}",
-        f"  checkpoint: {work / 'ckpt' / f'iter_{iteration:07d}'} (resume with --load "
+        f"  checkpoint: {iter_dir(work / 'ckpt', iteration)} (resume with --load "
         f"{work / 'ckpt'}; convert with tools/checkpoint/convert.py)",
         f"  step logs: {work / 'logs'}",
     ]
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from xlda.cli.flags import FlagParser
+
+    p = FlagParser(prog="demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", default=str(REPO_ROOT / "runs" / "demo"),
                    help="tokenizer, data, index and checkpoints of the demo")
     p.add_argument("--docs-per-lang", type=int, default=400,

@@ -16,33 +16,24 @@ CLI: ``python -m xlda.slurm decide --save DIR --start-iteration N --exit-code RC
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-LATEST = "latest_checkpointed_iteration.txt"
+from xlda.checkpoint_layout import RUN_CONFIG_FILE, iter_dir, read_latest
 
 
 def latest_iteration(save_dir: str | Path) -> Optional[int]:
     """The iteration ``latest_checkpointed_iteration.txt`` points at; None if there is none yet."""
-    f = Path(save_dir) / LATEST
-    if not f.exists():
-        return None
-    text = f.read_text().strip()
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{f}: expected an iteration number, found {text[:40]!r}; "
-                         "the file is written by the trainer only -- remove it to start over")
+    return read_latest(save_dir, error=ValueError)
 
 
 def run_targets(save_dir: str | Path, iteration: int) -> tuple[Optional[int], Optional[int]]:
     """(train_iters, exit_interval) from the resolved config saved with checkpoint ``iteration``."""
     import yaml
 
-    f = Path(save_dir) / f"iter_{iteration:07d}" / "run_config.yaml"
+    f = iter_dir(save_dir, iteration) / RUN_CONFIG_FILE
     if not f.exists():
         return None, None
     cfg = yaml.safe_load(f.read_text()) or {}
@@ -90,7 +81,9 @@ def master_port(job_id: int) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m xlda.slurm")
+    from xlda.cli.flags import FlagParser
+
+    p = FlagParser(prog="xlda.slurm")
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("decide", help="requeue, done or fail after the training step ended")
     d.add_argument("--save", required=True, help="the run's checkpoint directory")

@@ -47,7 +47,7 @@ def test_help_text_is_grouped_and_shows_choices():
 
 
 def test_memory_plan_help_shows_defaults_and_gpu_count(capsys):
-    from xlda.training import memory_plan
+    from xlda.cli import memory_plan
 
     try:
         memory_plan.main(["--help"])

@@ -41,7 +41,7 @@ def test_refuses_shards_of_different_tokenizers(tmp_path, wl, capsys):
     other = word_level_tokenizer(tmp_path, WORDS[::-1], name="other.json")
     assert cli(other, [write_jsonl(tmp_path / "s2.jsonl", DOCS[:1])], d / "s2", "--append-eod") == 0
     capsys.readouterr()
-    assert merge(["--input", str(d), "--output-prefix", str(tmp_path / "m" / "x")]) == 1
+    assert merge(["--input", str(d), "--output-prefix", str(tmp_path / "m" / "x")]) == 2
     err = capsys.readouterr().err
     assert "s2.manifest.json was made with tokenizer" in err and "other.json" in err
     assert "datasets of different tokenizers cannot be merged" in err
@@ -51,22 +51,23 @@ def test_refuses_shards_of_different_tokenizers(tmp_path, wl, capsys):
 def test_refuses_mismatched_settings_and_stale_files(tmp_path, wl, capsys):
     d = _shards(tmp_path, wl)
     assert cli(wl, [write_jsonl(tmp_path / "s2.jsonl", DOCS[:1])], d / "s2") == 0  # no --append-eod
-    assert merge(["--input", str(d / "s0"), str(d / "s2"), "--output-prefix", str(tmp_path / "x")]) == 1
+    assert merge(["--input", str(d / "s0"), str(d / "s2"), "--output-prefix", str(tmp_path / "x")]) == 2
     assert "has --append-eod False but" in capsys.readouterr().err
     assert cli(wl, [tmp_path / "s2.jsonl"], d / "s2", "--append-eod") == 0
     # data files that do not belong to their manifest (s1's en replaced by a 2-document dataset)
     assert cli(wl, [write_jsonl(tmp_path / "b.jsonl", DOCS)], tmp_path / "big" / "b") == 0
     for ext in ("bin", "idx"):
         (d / f"s1_en_text_document.{ext}").write_bytes((tmp_path / "big" / f"b_en_text_document.{ext}").read_bytes())
+    # found while merging (the work had started): exit 1, as any failed run
     assert merge(["--input", str(d / "s1"), str(d / "s0.manifest.json"), "--output-prefix", str(tmp_path / "x")]) == 1
     assert "s1_en_text_document holds 2 documents but" in capsys.readouterr().err
     (d / "s0_ko_text_document.idx").unlink()
     assert merge(["--input", str(d / "s0"), str(d / "s2"), "--output-prefix", str(tmp_path / "x")]) == 1
     assert "s0_ko_text_document.idx (listed in" in capsys.readouterr().err
     assert outputs(tmp_path) == []
-    assert merge(["--input", str(d / "s1"), "--output-prefix", str(tmp_path / "x")]) == 1
+    assert merge(["--input", str(d / "s1"), "--output-prefix", str(tmp_path / "x")]) == 2
     assert "merging needs at least two" in capsys.readouterr().err
-    assert merge(["--input", str(d / "s1"), str(d / "s0"), "--output-prefix", str(d / "s0")]) == 1
+    assert merge(["--input", str(d / "s1"), str(d / "s0"), "--output-prefix", str(d / "s0")]) == 2
     assert "is one of the inputs" in capsys.readouterr().err
 
 
@@ -74,4 +75,4 @@ def test_help_and_misspelt_flag(capsys):
     assert all(a.help for a in build_parser()._actions)
     with pytest.raises(SystemExit) as e:
         merge(["--inputs", "d", "--output-prefix", "x"])
-    assert e.value.code == 2 and "--inputs   (did you mean --input" in capsys.readouterr().err
+    assert e.value.code == 2 and "--inputs (did you mean --input?)" in capsys.readouterr().err

@@ -195,9 +195,10 @@ def test_failure_during_commit_leaves_no_temps(tmp_path, wl, monkeypatch):
 
 
 def test_input_errors(tmp_path, wl, capsys):
-    assert cli(wl, [tmp_path / "missing.jsonl"], tmp_path / "x") == 1
+    # refused before any work: exit 2 (the error policy); a file that breaks mid-read: exit 1
+    assert cli(wl, [tmp_path / "missing.jsonl"], tmp_path / "x") == 2
     assert "missing.jsonl: no such file" in capsys.readouterr().err
-    assert cli(wl, [tmp_path / "none*.jsonl"], tmp_path / "x") == 1
+    assert cli(wl, [tmp_path / "none*.jsonl"], tmp_path / "x") == 2
     assert "matches no files" in capsys.readouterr().err
     good = gzip.compress(("\n".join(json.dumps(d) for d in DOCS * 50) + "\n").encode())
     (tmp_path / "trunc.jsonl.gz").write_bytes(good[: len(good) // 2])
@@ -251,7 +252,7 @@ def test_lang_id_script_default_and_relabel(tmp_path, wl, capsys):
     m = json.loads((tmp_path / "c" / "x.manifest.json").read_text())
     assert {k: v["documents"] for k, v in m["languages"].items()} == {"en": 1, "ja": 3}
     capsys.readouterr()
-    assert cli(wl, [src], tmp_path / "d" / "x", "--relabel-lang") == 1
+    assert cli(wl, [src], tmp_path / "d" / "x", "--relabel-lang") == 2
     assert "--relabel-lang needs a detector" in capsys.readouterr().err
 
 
@@ -332,9 +333,9 @@ def test_language_codes_are_strict_no_path_traversal(tmp_path, wl, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["x.manifest.json", "x_en_text_document.bin",
                                                      "x_en_text_document.idx", "x_x"]
     capsys.readouterr()
-    assert cli(wl, [src], out / "y", "--default-lang", "../x") == 1
+    assert cli(wl, [src], out / "y", "--default-lang", "../x") == 2
     assert "--default-lang '../x': not a language code" in capsys.readouterr().err
-    assert cli(wl, [src], out / "y", "--languages", "en,k/o") == 1
+    assert cli(wl, [src], out / "y", "--languages", "en,k/o") == 2
     assert "--languages 'k/o'" in capsys.readouterr().err
     with pytest.raises(pp.PreprocessError, match="not an ISO 639 code"):
         pp.output_prefix_for("x", "../a")
@@ -371,7 +372,7 @@ def test_max_doc_chars_is_a_counted_reject(tmp_path, wl):
 
 def test_directory_and_empty_inputs(tmp_path, wl, capsys):
     (tmp_path / "d").mkdir()
-    assert cli(wl, [tmp_path / "d"], tmp_path / "x") == 1
+    assert cli(wl, [tmp_path / "d"], tmp_path / "x") == 2
     assert f"--input {tmp_path / 'd'}: is a directory; pass its files or a glob" in capsys.readouterr().err
     (tmp_path / "empty.jsonl").write_bytes(b"")
     (tmp_path / "blank.jsonl").write_bytes(b"\n\n")
@@ -405,7 +406,7 @@ def test_misspelt_and_abbreviated_flags_are_named(tmp_path, wl, capsys):
             main(argv)
         assert e.value.code == 2
         err = capsys.readouterr().err
-        assert f"{bad}   (did you mean {hint}" in err and "required" not in err
+        assert f"{bad} (did you mean {hint}" in err and "required" not in err
 
 
 def test_help_has_a_line_and_default_for_every_flag(capsys):

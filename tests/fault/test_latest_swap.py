@@ -24,7 +24,7 @@ def _setup(save: Path, resave: bool) -> tuple[Path, Path, int]:
     save.mkdir()
     _fake(ck.iter_dir(save, 1), "one")
     _fake(ck.iter_dir(save, 2), "old two")
-    ck._write_latest(save, 2)
+    ck.write_latest(save, 2)
     it = 2 if resave else 3
     target = save / f".iter_{it:07d}.partial"
     _fake(target, "new")

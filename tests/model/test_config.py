@@ -78,3 +78,20 @@ def test_dict_round_trip():
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown fields"):
         ModelConfig.from_dict({**cfg.to_dict(), "num_layer": 3})
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_python_recipe_is_the_yaml_recipe(name):
+    """xlda.model.recipes and examples/trillion7b/<name>.yaml describe the same model, field by
+    field (tests and the memory plan use the first, runs the second)."""
+    import dataclasses
+    from pathlib import Path
+
+    from xlda.training.config import RunConfig
+
+    yaml_model = RunConfig.from_yaml(Path(__file__).resolve().parents[2] / "examples" /
+                                     "trillion7b" / f"{name}.yaml").model
+    ours = RECIPES[name]()
+    diff = {f.name: (getattr(ours, f.name), getattr(yaml_model, f.name))
+            for f in dataclasses.fields(ours) if getattr(ours, f.name) != getattr(yaml_model, f.name)}
+    assert diff == {}

@@ -61,7 +61,6 @@ def tiny_cfg(tmp_path, tok, train, valid=None, stage="sft", iters=8, **post):
     t.train_iters, t.micro_batch_size, t.global_batch_size, t.seed = iters, 2, 4, 1234
     cfg.optimizer.lr, cfg.optimizer.min_lr, cfg.optimizer.weight_decay = 3e-3, 3e-4, 0.0
     cfg.scheduler.lr_decay_style = "constant"
-    cfg.logging.log_mask_density = False
     return cfg
 
 

@@ -352,4 +352,4 @@ def test_convert_help_and_misspelt_flags(capsys):
                              "--load-dir")):
         with pytest.raises(SystemExit) as e:
             cli.parse_args(argv)
-        assert e.value.code == 2 and f"{bad}   (did you mean {hint}" in capsys.readouterr().err
+        assert e.value.code == 2 and f"{bad} (did you mean {hint}" in capsys.readouterr().err

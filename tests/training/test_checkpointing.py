@@ -51,17 +51,17 @@ def _roundtrip_job(rank, world, s: TinySetup, save_dir: str, extended: bool):
         return out
 
     # "latest" is atomic: a crash after iter_0000004 was written but before the rename.
-    real = ck._write_latest
+    real = ck.write_latest
 
     def crash(*a, **k):
         raise RuntimeError("simulated crash before rename")
 
-    ck._write_latest = crash
+    ck.write_latest = crash
     try:
         ck.save_checkpoint(save_dir, 4, model2, opt2, sched2, {"consumed_samples": 16})
     except RuntimeError as exc:
         out["crash"] = str(exc)
-    ck._write_latest = real
+    ck.write_latest = real
     out["latest_after_crash"] = ck.read_latest(save_dir)
     out["iters_after_crash"] = ck.list_iterations(save_dir)
     out["load_after_crash"] = ck.load_checkpoint(save_dir, model2, opt2, sched2)[0]
@@ -191,7 +191,7 @@ def test_model_config_mismatch_names_fields(tmp_path):
 
 
 def test_latest_written_atomically(tmp_path, monkeypatch):
-    ck._write_latest(tmp_path, 5)
+    ck.write_latest(tmp_path, 5)
     assert ck.read_latest(tmp_path) == 5
 
     def boom(src, dst):
@@ -199,7 +199,7 @@ def test_latest_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
-        ck._write_latest(tmp_path, 9)
+        ck.write_latest(tmp_path, 9)
     assert ck.read_latest(tmp_path) == 5
 
 

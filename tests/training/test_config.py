@@ -88,3 +88,27 @@ def test_data_config_builds_dataset_config():
     c = d.build(seed=7)
     assert c.mock and c.sequence_length == 64 and c.random_seed == 7
     assert c.languages == ("en", "ko", "ja", "zh")
+
+
+def test_retired_keys_of_a_saved_run_config_still_load(tmp_path):
+    """ckpt_format and log_mask_density never changed a run and are gone; a run_config.yaml
+    written before still loads, and a new one has neither."""
+    old = tmp_path / "run_config.yaml"
+    old.write_text("checkpoint:\n  ckpt_format: torch_dist\n  save: /x\n"
+                   "logging:\n  log_mask_density: false\n  log_interval: 5\n")
+    cfg = RunConfig.from_yaml(old)
+    assert cfg.checkpoint.save == "/x" and cfg.logging.log_interval == 5
+    assert "ckpt_format" not in cfg.to_yaml() and "log_mask_density" not in cfg.to_yaml()
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("logging:\n  log_intervall: 5\n")
+    with pytest.raises(ConfigError, match="unknown key.*log_intervall"):
+        RunConfig.from_yaml(bad)
+
+
+def test_ckpt_format_flag_is_accepted_and_checked():
+    from xlda.cli.pretrain import _resolve
+
+    cfg, _, _ = _resolve(["--mock-data", "--seq-length", "64", "--ckpt-format", "torch_dist"])
+    assert cfg.checkpoint.save is None
+    with pytest.raises(ConfigError, match="--ckpt-format: invalid choice: 'torch'"):
+        _resolve(["--mock-data", "--ckpt-format", "torch"])

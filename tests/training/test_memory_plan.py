@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 
 from xlda.model.recipes import tiny, trillion_7b
+from xlda.cli.memory_plan import main
 from xlda.training.memory_plan import (GB, MemoryPlanConfig, bytes_per_param,
-                                       layer_activation_bytes, main, meta_parameter_count,
+                                       layer_activation_bytes, meta_parameter_count,
                                        stage_parameters)
 
 SEVEN_B = 7_525_896_192  # 2*128128*4096 + 32*(4*4096^2 + 3*4096*11008 + 2*4096) + 4096

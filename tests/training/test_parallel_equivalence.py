@@ -14,7 +14,7 @@ LAYOUTS = {"tp2": (2, 1), "pp2": (1, 2), "dp2": (1, 1)}  # (tp, pp) on 2 ranks; 
 
 def _run_config(tp: int, pp: int, **checkpoint):
     from xlda.model.recipes import tiny
-    from xlda.training.config import (CheckpointConfig, DataConfig, LoggingConfig,
+    from xlda.training.config import (CheckpointConfig, DataConfig,
                                       ParallelConfig, RunConfig, SchedulerConfig, TrainingConfig)
 
     return RunConfig(
@@ -25,7 +25,6 @@ def _run_config(tp: int, pp: int, **checkpoint):
         scheduler=SchedulerConfig(lr_warmup_iters=1),
         training=TrainingConfig(micro_batch_size=1, global_batch_size=4, train_iters=ITERS),
         checkpoint=CheckpointConfig(**checkpoint),
-        logging=LoggingConfig(log_mask_density=False),
     )
 
 

@@ -16,7 +16,7 @@ ITERS, HALF = 6, 3
 
 def _run_config(tp: int, pp: int, **checkpoint):
     from xlda.model.recipes import tiny
-    from xlda.training.config import (CheckpointConfig, DataConfig, LoggingConfig,
+    from xlda.training.config import (CheckpointConfig, DataConfig,
                                       ParallelConfig, RunConfig, SchedulerConfig, TrainingConfig)
 
     exit_interval = checkpoint.pop("exit_interval", None)
@@ -31,7 +31,6 @@ def _run_config(tp: int, pp: int, **checkpoint):
         training=TrainingConfig(micro_batch_size=1, global_batch_size=4, train_iters=ITERS,
                                 exit_interval=exit_interval),
         checkpoint=CheckpointConfig(**checkpoint),
-        logging=LoggingConfig(log_mask_density=False),
     )
 
 

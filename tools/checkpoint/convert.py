@@ -58,12 +58,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)
     from xlda.checkpoint_conversion import ConversionError, ConvertConfig
+    from xlda.cli.flags import say_error
 
     cfg = ConvertConfig(**vars(args))
     try:
         out = cfg.run()
     except ConversionError as e:
-        print(f"error: {e}", file=sys.stderr)
+        say_error("convert", e)
         return 2
     print(f"done: {out}")
     return 0

@@ -24,6 +24,7 @@ from xlda.ablation import report
 from xlda.ablation.corpus import LANGS, ReadSpec, prepare_data
 from xlda.ablation.runs import (BASELINE, GPU_MFU, MASKS, MIXES, SIZES, AblationConfig,
                                 gpu_minutes, prepare_heldout, run_flops, train_and_eval)
+from xlda.cli.flags import FlagParser, fail
 from xlda.paths import REPO_ROOT, corpus_dir
 
 # The bundled corpus (../shared/corpus): four translations of the same help pages; the page is
@@ -56,7 +57,7 @@ def _input(text: str) -> tuple:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = FlagParser(prog="run_ablation", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", default=str(REPO_ROOT / "runs" / "ablation"),
                    help="data, indexes and one run folder per mask and seed")
     p.add_argument("--seeds", type=int, default=5, help="seeds 1..N (>= 2 for intervals)")
@@ -149,9 +150,18 @@ def results_dir(work: Path, a: AblationConfig, data_dir: str) -> Path:
 def run(args) -> dict:
     t0 = time.perf_counter()
     work = Path(args.workdir).resolve()
+    for lang, paths in args.inputs.items():  # before any work: one line, exit 2
+        for path in paths:
+            if not Path(path).is_file():
+                fail("run_ablation", f"{path}: no such file (the bundled corpus: pass --corpus "
+                     "DIR, or give --input LANG=PATH)" if args.bundled
+                     else f"--input {lang}={path}: no such file")
     spec = ReadSpec(text_key=args.text_key, group_key=args.group_key,
                     group_pattern=args.group_pattern, script_filter=not args.no_script_filter)
-    data = prepare_data(args.inputs, work, spec, args.heldout, args.max_train_docs, log=_log)
+    try:  # the corpus as read: its errors name the file, line and flag (one line, exit 2)
+        data = prepare_data(args.inputs, work, spec, args.heldout, args.max_train_docs, log=_log)
+    except (ValueError, OSError) as e:
+        fail("run_ablation", str(e))
     a = ablation_config(args, data, work)
     out = results_dir(work, a, data["tokenizer"])
     out.mkdir(parents=True, exist_ok=True)

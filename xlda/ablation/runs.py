@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 
 from xlda.attention.modes import MODES
 from xlda.paths import REPO_ROOT
@@ -189,6 +188,8 @@ def heldout_dataset(data: dict, seq_length: int, num_samples: int):
 def isolated_batches(docs: dict, seq_length: int, max_docs: int, eod: int, batch: int = 8):
     """Per language, batches of single held-out documents (first seq_length tokens) of the
     first ``max_docs`` of ``docs`` (heldout_docs' output)."""
+    import torch  # here, not at the top: the ablation's --help and flag errors need no torch
+
     out = {}
     for li, (lang, all_docs) in enumerate(docs.items()):
         docs_l = all_docs[:max_docs]

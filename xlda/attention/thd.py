@@ -226,7 +226,10 @@ def fused_varlen_kernel():
 
 
 def thd_attention_fused(q, k, v, layout: ThdLayout, scale=None) -> torch.Tensor:
-    """Like thd_attention_reference but with the fused varlen kernel (CUDA, fp16/bf16)."""
+    """Like thd_attention_reference but with a fused varlen kernel (CUDA, fp16/bf16): a
+    measuring stick for benchmarks/bench_attention.py and the GPU checks, not a training path.
+    The ``thd`` executor always runs the reference; the fused THD path of a run is ``te``
+    (Transformer Engine's THD attention, xlda.attention.te)."""
     kernel = fused_varlen_kernel()
     if kernel is None:
         raise RuntimeError("no fused varlen kernel (flash_attn / torch varlen_attn on CUDA) available")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -23,15 +22,12 @@ from xlda.checkpoint_conversion.staging import Staging
 
 log = logging.getLogger(__name__)
 
-TRACKER = "latest_checkpointed_iteration.txt"
-RUN_CONFIG = "run_config.yaml"
-XLDA_STATE = "xlda_state.pt"
+from xlda.checkpoint_layout import LATEST_FILE as TRACKER
+from xlda.checkpoint_layout import RUN_CONFIG_FILE as RUN_CONFIG
+from xlda.checkpoint_layout import STATE_FILE as XLDA_STATE
+from xlda.checkpoint_layout import iter_dir_name, parse_iter_dir, read_latest, write_latest
 _MODEL_PREFIXES = ("embedding.", "decoder.", "output_layer.", "mtp.")
 _PER_LAYER = re.compile(r"^decoder\.layers\.\d+\.")
-
-
-def iter_dir_name(iteration: int) -> str:
-    return f"iter_{iteration:07d}"
 
 
 @contextlib.contextmanager
@@ -57,21 +53,17 @@ def resolve_iteration(load_dir, iteration: int | None = None) -> tuple[Path, int
     load_dir = Path(load_dir)
     if not load_dir.is_dir():
         raise ConversionError(f"--load-dir {load_dir} does not exist")
-    m = re.fullmatch(r"iter_(\d{7})", load_dir.name)
-    if m and iteration is None:
-        it_dir, iteration = load_dir, int(m[1])
+    own = parse_iter_dir(load_dir.name)
+    if own is not None and iteration is None:
+        it_dir, iteration = load_dir, own
     else:
         if iteration is None:
-            tracker = load_dir / TRACKER
-            if not tracker.exists():
+            iteration = read_latest(load_dir, error=ConversionError)
+            if iteration is None:
                 found = sorted(p.name for p in load_dir.glob("iter_*"))
                 raise ConversionError(
-                    f"{tracker} not found: {load_dir} holds no finished checkpoint"
+                    f"{load_dir / TRACKER} not found: {load_dir} holds no finished checkpoint"
                     + (f" (iteration dirs present: {found}; pick one with --iteration)" if found else ""))
-            text = tracker.read_text().strip()
-            if not text.isdigit():
-                raise ConversionError(f"{tracker}: expected an iteration number, got {text!r}")
-            iteration = int(text)
         it_dir = load_dir / iter_dir_name(iteration)
         if not it_dir.is_dir():
             raise ConversionError(f"checkpoint directory {it_dir} is missing (iteration {iteration}); "
@@ -212,12 +204,9 @@ def write_model_checkpoint(save_dir, iteration: int, state: dict[str, torch.Tens
             torch.save(xlda_state, stage.path / XLDA_STATE)
         else:
             shutil.copyfile(xlda_state, stage.path / XLDA_STATE)
-    tmp = save_dir / (TRACKER + ".tmp")
     try:
-        tmp.write_text(str(iteration))
-        os.replace(tmp, save_dir / TRACKER)
+        write_latest(save_dir, iteration)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise ConversionError(f"{save_dir / TRACKER}: cannot write it ({e}); {it_dir} is complete: write "
                               f"{iteration} into that file, or pass --iteration {iteration} when loading") from None
     return it_dir

@@ -18,6 +18,7 @@ import sys
 import time
 import warnings
 from typing import Optional, Sequence
+from xlda.cli.flags import say_error
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -44,10 +45,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from xlda.training.batches import build_run_datasets
     from xlda.training.config import ConfigError
 
+    from xlda.cli import preflight
+
     try:
         cfg, _ = resolve(rest)
+        if not cfg.data.mock:  # the files and the mix, as pretrain checks them (not the device:
+            main_paths = cfg.data.language_paths()  # an index is built on any machine)
+            preflight.check_files(main_paths, "--data-path")
+            if cfg.data.annealing_data_path or cfg.data.annealing_paths:
+                preflight.check_files(cfg.data.language_paths(annealing=True),
+                                      "--annealing-data-path")
+            preflight.check_beta(cfg.data.xlda_beta, main_paths, "--xlda-beta")
     except (ConfigError, ValueError) as e:
-        print(f"build_packing_index: error: {e}", file=sys.stderr)
+        say_error("build_packing_index", e)
         return 2
     t0 = time.time()
     try:
@@ -56,7 +66,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         msg = _data_user_error(e)
         if msg is None:
             raise
-        print(f"build_packing_index: error: {msg}", file=sys.stderr)
+        say_error("build_packing_index", msg)
         return 2
     bad = 0
     for name, d in (("train", ds.train), ("valid", ds.valid), ("annealing", ds.annealing)):

@@ -31,12 +31,13 @@ def main(argv=None) -> int:
     from xlda.data.merge import MergeConfig
     from xlda.data.outputs import PreprocessError
 
-    def merge():
-        merger = MergeConfig(input=args.input, output_prefix=args.output_prefix).build()
+    def merge(merger):
         print(f"merging {len(merger.paths)} output sets into {args.output_prefix}", file=sys.stderr)
         return merger.run()
 
-    rc, manifest = run_tool(merge, (PreprocessError, ValueError, OSError))
+    rc, manifest = run_tool("merge_datasets", merge, (PreprocessError, ValueError, OSError),
+                            prepare=MergeConfig(input=args.input,
+                                                output_prefix=args.output_prefix).build)
     if rc:
         return rc
     print(f"manifest: {manifest['manifest_path']}", file=sys.stderr)

@@ -13,7 +13,6 @@ import numpy as np
 
 from xlda.training.config import ConfigError, RunConfig
 
-_SUFFIX = "_text_document"
 # Scan the data for the largest token id only up to this many bytes when no manifest records the
 # tokenizer (a full read of a multi-TB corpus would stall start-up).
 MAX_SCAN_BYTES = 4 << 30
@@ -53,8 +52,23 @@ def check_device(cfg: RunConfig, cuda: bool) -> None:
 
 def _output_prefix(prefix: str) -> str:
     """``out/data/lo_ko_text_document`` -> ``out/data/lo`` (tools/preprocess_data.py naming)."""
-    stem = prefix[: -len(_SUFFIX)] if prefix.endswith(_SUFFIX) else prefix
-    return stem.rsplit("_", 1)[0] if "_" in Path(stem).name else stem
+    from xlda.data.prefix import parse_prefix
+
+    try:
+        return parse_prefix(prefix).output_prefix
+    except ValueError:
+        return prefix  # not the tool's naming: no manifest to find
+
+
+def _short_name(prefix: str) -> str:
+    """``out/lo_ko_text_document`` -> ``lo_ko`` (the output prefix's name and the language)."""
+    from xlda.data.prefix import parse_prefix
+
+    try:
+        p = parse_prefix(prefix)
+    except ValueError:
+        return Path(prefix).name
+    return f"{Path(p.output_prefix).name}_{p.lang}"
 
 
 def _manifest(prefix: str) -> Optional[Path]:
@@ -68,8 +82,7 @@ def check_files(paths: dict, flag: str) -> None:
             missing = [prefix + ext for ext in (".bin", ".idx") if not os.path.isfile(prefix + ext)]
             if not missing:
                 continue
-            name = Path(prefix).name
-            short = name[: -len(_SUFFIX)] if name.endswith(_SUFFIX) else name
+            short = _short_name(prefix)
             msg = f"{flag} {prefix}: no files for `{short}` ({', '.join(missing)} not found)"
             m = _manifest(prefix)
             if m is not None:

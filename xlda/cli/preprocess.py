@@ -81,8 +81,9 @@ def main(argv=None) -> int:
         max_reject_examples=args.max_reject_examples,
         max_doc_chars=args.max_doc_chars,
     )
-    rc, report = run_tool(lambda: cfg.build().run(),
-                          (PreprocessError, TokenizerError, ValueError, RuntimeError, OSError))
+    rc, report = run_tool("preprocess_data", lambda pre: pre.run(),
+                          (PreprocessError, TokenizerError, ValueError, RuntimeError, OSError),
+                          prepare=cfg.build)
     if rc:
         return rc
     print(report.format(), file=sys.stderr)

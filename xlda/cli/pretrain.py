@@ -20,7 +20,7 @@ from xlda.attention.modes import BACKENDS, MODES
 from xlda.cli import preflight
 from xlda.training.config import (ConfigError, RunConfig, has_weights,
                                   data_path_mixture)
-from xlda.cli.flags import unknown_flag_lines
+from xlda.cli.flags import say_error, unknown_flags_message
 
 
 def _bool_flag(section, field, value=True):
@@ -120,7 +120,8 @@ FLAGS: dict[str, dict] = {
     "--save": dict(section="checkpoint"),
     "--load": dict(section="checkpoint"),
     "--save-interval": dict(section="checkpoint", type=int),
-    "--ckpt-format": dict(section="checkpoint", choices=["torch_dist"]),
+    # accepted for Megatron-LM command lines; torch_dist is the one format xlda writes
+    "--ckpt-format": dict(section="checkpoint", field=None, choices=["torch_dist"]),
     "--finetune": _bool_flag("checkpoint", "finetune"),
     "--no-exit-on-signal": _bool_flag("checkpoint", "exit_on_signal", False),
     "--no-verify-checkpoint": dict(
@@ -174,9 +175,9 @@ def _default(spec: dict, flag: str, base=None):
     if spec.get("action") in ("store_true", "store_const"):
         return None  # a switch: its help says what it does
     section = spec["section"]
-    if section is None:
-        return None
     field = spec.get("field", flag[2:].replace("-", "_"))
+    if section is None or field is None:
+        return "torch_dist" if flag == "--ckpt-format" else None
     return getattr(getattr(base or RunConfig(), "model" if section == "seq" else section), field)
 
 
@@ -217,11 +218,9 @@ def build_parser(flags: Optional[dict] = None, prog: str = "pretrain_trillion.py
 
 def _fail_unknown(parser, unknown: list[str], flags: Optional[dict] = None):
     # one line (the `pretrain: error: ...` convention), with the shared suggestions
-    items = [" ".join(x.split()) for x in
-             unknown_flag_lines(unknown, ["--config", "--print-config",
-                                          *(FLAGS if flags is None else flags)])]
-    raise ConfigError("unknown argument(s): " + "; ".join(items) +
-                      "; run with --help for the supported Megatron-LM flags")
+    raise ConfigError(unknown_flags_message(
+        unknown, ["--config", "--print-config", *(FLAGS if flags is None else flags)],
+        "the supported Megatron-LM flags"))
 
 
 def _apply_data_path_weights(cfg: RunConfig, args: argparse.Namespace) -> Optional[str]:
@@ -260,8 +259,8 @@ def apply_flags(cfg, args: argparse.Namespace, flags: dict) -> None:
     """Set the config fields of the flags given (only those: a recipe is never reset)."""
     for flag, spec in flags.items():
         dest = flag[2:].replace("-", "_")
-        if not hasattr(args, dest) or spec["section"] is None:
-            continue
+        if not hasattr(args, dest) or spec["section"] is None or spec.get("field", 1) is None:
+            continue  # accepted, checked by argparse, nothing to set
         value = getattr(args, dest)
         if spec["section"] == "seq":
             cfg.model.seq_length = value
@@ -332,7 +331,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             quiet.install_cpu()
         preflight.check(cfg, cuda, log=say, beta_source=beta_source)
     except (ConfigError, ValueError) as e:
-        print(f"pretrain: error: {e}", file=sys.stderr)
+        say_error("pretrain", e)
         return 2
     from xlda.attention.stats import ExpansionCapExceeded
     from xlda.training.checkpointing import CheckpointError
@@ -343,13 +342,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             trainer.setup()
         except (ConfigError, CheckpointError) as e:
-            print(f"pretrain: error: {e}", file=sys.stderr)
+            say_error("pretrain", e)
             return 2
         except ValueError as e:
             msg = _data_user_error(e)
             if msg is None:
                 raise
-            print(f"pretrain: error: {msg}", file=sys.stderr)
+            say_error("pretrain", msg)
             return 2
         if trainer.rank == 0:
             note = quiet.fallback_note()
@@ -360,7 +359,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"[xlda] resolved config: {where} (--print-config prints it)", flush=True)
         result = trainer.train()
     except (TrainingDivergedError, CheckpointError, ExpansionCapExceeded) as e:
-        print(f"pretrain: error: {e}", file=sys.stderr)
+        say_error("pretrain", e)
         return 1
     finally:
         from xlda.training import dist_env

@@ -97,7 +97,8 @@ HELP = {
               "optimizer state (e.g. from tools/checkpoint/convert.py) loads weights only.",
     "--save-interval": "Number of iterations between persistent checkpoint saves (None: only at "
                        "the end).",
-    "--ckpt-format": "Checkpoint format to use.",
+    "--ckpt-format": "Checkpoint format: torch_dist, the only one xlda writes (accepted as in "
+                     "Megatron-LM; checkpoints are always torch_dist).",
     "--finetune": "Load model for finetuning. Do not load optimizer or rng state from "
                   "checkpoint and set iteration to 0.",
     "--no-exit-on-signal": "Do not save and exit on SIGTERM/SIGUSR1 (by default a signal "

@@ -73,6 +73,15 @@ class ClassifierConfig:
     imbalance_warn: float = 10.0  # larger:smaller class ratio that earns a warning
 
     def build(self) -> "ClassifierTrainer":
+        """Checks the inputs before any reading or training (one line per problem kind)."""
+        import os
+
+        for flag, paths in (("--positive", self.positive), ("--negative", self.negative)):
+            for path in paths:
+                if "://" not in str(path) and not os.path.isfile(path):
+                    raise CurateError(f"{flag} {path}: no such file")
+        if not 0 <= self.valid_fraction < 1:
+            raise CurateError(f"--valid-fraction {self.valid_fraction}: must be in [0, 1)")
         return ClassifierTrainer(self)
 
 

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from xlda.cli.flags import FlagParser
+from xlda.cli.flags import FlagParser, say_error
 from xlda.curate.classifier import ClassifierConfig
 from xlda.curate.config import EXECUTORS, OUTPUT_FORMATS, CurateConfig, CurateError, parse_lang_fractions
 
@@ -79,9 +79,14 @@ def main(argv=None) -> int:
             cpus_per_task=args.cpus_per_task, mem_per_cpu_gb=args.mem_per_cpu_gb,
             job_name=args.job_name, env_command=args.env_command,
             tasks_per_job=args.tasks_per_job)
-        manifest = cfg.build().run()
+        pipeline = cfg.build()
+    except CurateError as e:  # the input or a flag: nothing done
+        say_error("curate", e)
+        return 2
+    try:
+        manifest = pipeline.run()
     except CurateError as e:
-        print(f"error: {e}", file=sys.stderr)
+        say_error("curate", e)
         return 1
     if manifest is None:
         print(f"[curate] SLURM jobs submitted; {args.output_dir}/manifest.json appears when the "
@@ -134,14 +139,18 @@ def train_classifier_main(argv=None) -> int:
                    help="rows (words + n-grams) the quantized model keeps")
     a = p.parse_args(argv)
     try:
-        r = ClassifierConfig(positive=a.positive, negative=a.negative, output=a.output,
-                             text_key=a.text_key, label=a.label, epoch=a.epoch, lr=a.lr,
-                             word_ngrams=a.word_ngrams, dim=a.dim, seed=a.seed,
-                             valid_fraction=a.valid_fraction, quantize=a.quantize,
-                             cutoff=a.cutoff).build().run(
-            warn=lambda m: print(m, file=sys.stderr, flush=True))
+        trainer = ClassifierConfig(positive=a.positive, negative=a.negative, output=a.output,
+                                   text_key=a.text_key, label=a.label, epoch=a.epoch, lr=a.lr,
+                                   word_ngrams=a.word_ngrams, dim=a.dim, seed=a.seed,
+                                   valid_fraction=a.valid_fraction, quantize=a.quantize,
+                                   cutoff=a.cutoff).build()
     except CurateError as e:
-        print(f"error: {e}", file=sys.stderr)
+        say_error("train_quality_classifier", e)
+        return 2
+    try:
+        r = trainer.run(warn=lambda m: print(m, file=sys.stderr, flush=True))
+    except CurateError as e:
+        say_error("train_quality_classifier", e)
         return 1
     acc = ("no held-out split" if r["valid_accuracy"] is None else
            f"held-out accuracy {r['valid_accuracy']:.3f}, balanced accuracy "

@@ -17,7 +17,7 @@ import json
 import os
 import re
 
-from xlda.data.lang_id import LANG_CODE_RE
+from xlda.data.prefix import format_prefix
 
 
 class PreprocessError(RuntimeError):
@@ -25,10 +25,10 @@ class PreprocessError(RuntimeError):
 
 
 def dataset_prefix(output_prefix: str, lang: str, key: str = "text") -> str:
-    # The language is part of a path: a code that is not a plain tag would escape the directory.
-    if not LANG_CODE_RE.fullmatch(lang) or "-" in lang:
-        raise PreprocessError(f"language {lang!r} is not an ISO 639 code; refusing it in a file name")
-    return f"{output_prefix}_{lang}_{key}_document"
+    try:
+        return format_prefix(output_prefix, lang, key)
+    except ValueError as e:
+        raise PreprocessError(str(e)) from None
 
 
 def manifest_path(output_prefix: str) -> str:

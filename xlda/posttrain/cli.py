@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 from xlda.cli.pretrain import FLAGS, _fail_unknown, apply_flags, build_parser
 from xlda.posttrain.config import STAGES, PostRunConfig
 from xlda.training.config import ConfigError
+from xlda.cli.flags import say_error
 
 # Pretraining's data flags that mean XLDA packing of indexed corpora; post-training reads JSONL.
 _PRETRAIN_ONLY = {"--data-path", "--mock-data", "--split", "--xlda-alpha", "--xlda-beta",
@@ -104,12 +105,15 @@ def _start_from_hf(cfg: PostRunConfig, say) -> None:
         raise ConfigError("--hf-load and --pretrained-checkpoint both given: start from one")
     if not cfg.checkpoint.save:
         raise ConfigError("--hf-load needs --save (the converted start goes to <save>/start_hf)")
+    from xlda.checkpoint_layout import read_latest
+
     out = Path(cfg.checkpoint.save) / "start_hf"
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (out / "latest_checkpointed_iteration.txt").exists():
+    converted = read_latest(out) is not None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not converted:
         raise ConfigError(f"--hf-load in a multi-process run: convert first with "
                           f"tools/checkpoint/convert.py --from hf --to mcore --load "
                           f"{cfg.posttrain.hf_load} --save {out} and pass --load {out}")
-    if not (out / "latest_checkpointed_iteration.txt").exists():
+    if not converted:
         say(f"[xlda] converting {cfg.posttrain.hf_load} -> {out} (mcore, TP "
             f"{cfg.parallel.tensor_model_parallel_size} PP {cfg.parallel.pipeline_model_parallel_size})")
         ConvertConfig(source="hf", target="mcore", load_dir=cfg.posttrain.hf_load,
@@ -127,7 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:  # user input first, before torch is imported: --help and flag errors take well under 1 s
         cfg, args, notes = resolve(argv)
     except (ConfigError, ValueError) as e:
-        print(f"posttrain: error: {e}", file=sys.stderr)
+        say_error("posttrain", e)
         return 2
     if getattr(args, "print_config", False):
         print(cfg.to_yaml(), end="")
@@ -148,17 +152,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _start_from_hf(cfg, say)
         trainer = build_trainer(cfg)
     except (ConfigError, ConversionError, ValueError) as e:
-        print(f"posttrain: error: {e}", file=sys.stderr)
+        say_error("posttrain", e)
         return 2
     try:
         try:
             trainer.setup()
         except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
-            print(f"posttrain: error: {e}", file=sys.stderr)
+            say_error("posttrain", e)
             return 2
         result = trainer.train()
     except (TrainingDivergedError, CheckpointError) as e:
-        print(f"posttrain: error: {e}", file=sys.stderr)
+        say_error("posttrain", e)
         return 1
     finally:
         from xlda.training import dist_env

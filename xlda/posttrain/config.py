@@ -39,6 +39,15 @@ class PostRunConfig(RunConfig):
         if not self.data.tokenizer_model:
             raise ConfigError("post-training renders chat text: pass --tokenizer-model "
                               "(a tokenizer.json or a folder with tokenizer.json)")
+        import os
+
+        for flag, paths in (("--data-path", p.data_path), ("--valid-data-path", p.valid_data_path or [])):
+            for path in paths:
+                if not os.path.isfile(path):
+                    raise ConfigError(f"{flag} {path}: file not found")
+        if not os.path.exists(self.data.tokenizer_model):
+            raise ConfigError(f"--tokenizer-model {self.data.tokenizer_model}: no such file or "
+                              "folder (a tokenizer.json, or a folder holding one)")
         if self.data.tokenizer_type not in (None, "HuggingFaceTokenizer"):
             raise ConfigError("post-training needs --tokenizer-type HuggingFaceTokenizer (chat "
                               "templates are rendered by transformers)")

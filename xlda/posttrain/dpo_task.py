@@ -99,15 +99,15 @@ class DPOTask(BaseTask):
         return self.pair_metrics(trainer, self.valid_pairs) if self.valid_pairs is not None else {}
 
     def _start_identity(self) -> str:
-        from xlda.training import checkpointing
+        from xlda.checkpoint_layout import iter_dir, read_latest
 
         cfg = self.cfg
         load = start_checkpoint(cfg)
         if not load:
             return f"init seed {cfg.training.seed} " + repr(sorted(
                 cfg.to_dict()["model"].items())) + repr(cfg.to_dict()["parallel"])
-        it = checkpointing.read_latest(load)
-        files = sorted(p for p in checkpointing.iter_dir(load, it).rglob("*") if p.is_file()
+        it = read_latest(load)
+        files = sorted(p for p in iter_dir(load, it).rglob("*") if p.is_file()
                        and p.stat().st_size < (1 << 20))  # the small files: manifest, state
         h = hashlib.sha256(f"{Path(load).resolve()} {it}".encode())
         for f in files:

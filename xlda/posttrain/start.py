@@ -27,7 +27,7 @@ def start_checkpoint(cfg) -> Optional[str]:
 
 
 def post_start(cfg) -> Start:
-    from xlda.training.checkpointing import read_latest
+    from xlda.checkpoint_layout import read_latest
 
     save = cfg.checkpoint.save
     if save and read_latest(save) is not None:

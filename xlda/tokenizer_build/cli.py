@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from xlda.cli.flags import FlagParser
+from xlda.cli.flags import FlagParser, say_error
 
 from .build import TokenizerBuildConfig
 
@@ -87,6 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg.build()
     except (ValueError, FileNotFoundError) as e:
-        print(f"build_tokenizer: error: {e}", file=sys.stderr)
+        say_error("build_tokenizer", e)
         return 2
     return 0

@@ -32,12 +32,6 @@ def dp_sample_indices(consumed_samples: int, micro_batch_size: int, dp_rank: int
     return [(start + i) % dataset_len for i in range(micro_batch_size)]
 
 
-def mask_params(batch: dict, mode: str):
-    from xlda.attention.params import MaskParams
-
-    return MaskParams(batch["doc_ids"], batch["lang_ids"], mode)
-
-
 def batch_stats(batch: dict, mode: str, num_langs: int = 0) -> dict:
     """Per-micro-batch statistics from the CPU batch (in a loader worker): visible mask pairs,
     causal pairs, tokens, the THD K/V rows of each sample, tokens per language. Plain numbers, so
@@ -254,8 +248,7 @@ def build_run_datasets(run_config, log=print) -> RunDatasets:
         # mock data spans MockTokenizer's range; the model must cover it
         cfg.model.vocab_size = dcfg.tokenizer.vocab_size
     gbs = t.global_batch_size
-    decay_start = (cfg.scheduler.lr_decay_iters or t.train_iters) - cfg.wsd_decay_iters()
-    use_anneal = cfg.data.annealing and cfg.scheduler.lr_decay_style == "WSD"
+    decay_start, use_anneal = cfg.decay_start, cfg.annealing_on
     n_train = (decay_start if use_anneal else t.train_iters) * gbs
     # Each evaluation reads the same first eval_iters global batches of the validation split
     # (Trainer.evaluate restarts its stream), so that is all the index needs; the test split

@@ -47,16 +47,16 @@ import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint.api import CheckpointException
 
+from xlda.checkpoint_layout import (LATEST_FILE, RUN_CONFIG_FILE, STATE_FILE, iter_dir,
+                                    list_iterations, write_latest)
+from xlda.checkpoint_layout import read_latest as _read_latest
+from xlda.files import fsync_path
 from xlda.training import checkpoint_integrity as integrity
 from xlda.training import lifeline, rng
 
 logger = logging.getLogger(__name__)
 
-LATEST_FILE = "latest_checkpointed_iteration.txt"
-STATE_FILE = "xlda_state.pt"
-RUN_CONFIG_FILE = "run_config.yaml"
 FORMAT_VERSION = 1
-_ITER_RE = re.compile(r"^iter_(\d{7})$")
 # Files dist_checkpointing's torch_dist writes last / that must exist for a complete checkpoint.
 _REQUIRED = ("metadata.json", ".metadata", STATE_FILE)
 # megatron-core <= 0.18 writes the common (non-sharded) state to common.pt and records
@@ -76,10 +76,6 @@ EXECUTION_ONLY_FIELDS = frozenset({
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, partial, corrupted or does not fit the model."""
-
-
-def iter_dir(save_dir: str | os.PathLike, iteration: int) -> Path:
-    return Path(save_dir) / f"iter_{iteration:07d}"
 
 
 def _rank() -> int:
@@ -132,31 +128,7 @@ def _sharded_state_dict(model_chunks: Sequence[torch.nn.Module], optimizer, is_l
 
 def read_latest(save_dir: str | os.PathLike) -> int | None:
     """The iteration named by ``latest_checkpointed_iteration.txt``, or None if there is none."""
-    path = Path(save_dir) / LATEST_FILE
-    if not path.exists():
-        return None
-    text = path.read_text().strip()
-    if not text.isdigit():
-        raise CheckpointError(
-            f"{path}: expected an iteration number, found {text!r}; fix or delete the file"
-        )
-    return int(text)
-
-
-def _write_latest(save_dir: Path, iteration: int) -> None:
-    tmp = save_dir / f".{LATEST_FILE}.tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{iteration}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, save_dir / LATEST_FILE)  # atomic on POSIX
-
-
-def list_iterations(save_dir: str | os.PathLike) -> list[int]:
-    d = Path(save_dir)
-    if not d.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in d.iterdir() if (m := _ITER_RE.match(p.name)))
+    return _read_latest(save_dir, error=CheckpointError)
 
 
 def save_checkpoint(
@@ -315,14 +287,6 @@ def _root_cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -356,14 +320,14 @@ def _publish(save_dir: Path, target: Path, final: Path, iteration: int) -> None:
             others = [i for i in list_iterations(save_dir) if i != iteration
                       and (iter_dir(save_dir, i) / integrity.MANIFEST_FILE).exists()]
             if others:
-                _write_latest(save_dir, others[-1])
+                write_latest(save_dir, others[-1])
         old = save_dir / f".{final.name}.old"
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
         os.replace(target, final)
         shutil.rmtree(old, ignore_errors=True)
-    _fsync_dir(save_dir)
-    _write_latest(save_dir, iteration)
+    fsync_path(save_dir)
+    write_latest(save_dir, iteration)
 
 
 def _encode(obj):

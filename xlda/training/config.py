@@ -15,8 +15,13 @@ class ConfigError(ValueError):
     """A recipe or flag that cannot be turned into a RunConfig (message says where and what)."""
 
 
+# Keys of earlier versions that never changed a run: a saved run_config.yaml holding them still
+# loads (dropped, nothing lost), a new recipe gets no such key written.
+RETIRED_KEYS = {"CheckpointConfig": {"ckpt_format"}, "LoggingConfig": {"log_mask_density"}}
+
+
 def _from_dict(cls, d: Optional[dict], where: str):
-    d = dict(d or {})
+    d = {k: v for k, v in (d or {}).items() if k not in RETIRED_KEYS.get(cls.__name__, ())}
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
@@ -168,16 +173,13 @@ def parse_split(split: str) -> list[float]:
 
 
 def language_of_prefix(prefix: str) -> str:
-    """``.../corpus_ko_text_document`` -> ``ko`` (the preprocess tool's naming)."""
-    name = Path(prefix).name
-    suffix = "_text_document"
-    if not name.endswith(suffix) or "_" not in name[: -len(suffix)]:
-        raise ConfigError(
-            f"data prefix {prefix!r}: cannot read its language; expected "
-            f"'<output-prefix>_<lang>_text_document' (tools/preprocess_data.py output) or use "
-            f"`data.paths: {{lang: [prefix]}}` in the recipe"
-        )
-    return name[: -len(suffix)].rsplit("_", 1)[1]
+    """``.../corpus_ko_text_document`` -> ``ko`` (the preprocess tool's naming, any JSON key)."""
+    from xlda.data.prefix import parse_prefix
+
+    try:
+        return parse_prefix(prefix).lang
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 @dataclass
@@ -244,7 +246,6 @@ class CheckpointConfig:
     save: Optional[str] = None
     load: Optional[str] = None
     save_interval: Optional[int] = None
-    ckpt_format: str = "torch_dist"
     finetune: bool = False
     exit_on_signal: bool = True
     verify_checkpoint: bool = True  # check the files' recorded sha256 before loading
@@ -255,7 +256,6 @@ class LoggingConfig:
     log_interval: int = 1
     tensorboard_dir: Optional[str] = None
     peak_tflops: Optional[float] = None  # per device; None: a known GPU's bf16 peak, else no MFU
-    log_mask_density: bool = True
 
 
 @dataclass
@@ -345,7 +345,7 @@ class RunConfig:
         t, s = self.training, self.scheduler
         if t.train_iters <= 0:
             raise ConfigError(f"--train-iters must be > 0, got {t.train_iters}")
-        decay = s.lr_decay_iters or t.train_iters
+        decay = self.decay_iters
         if s.lr_warmup_iters >= decay:
             raise ConfigError(
                 f"--lr-warmup-iters {s.lr_warmup_iters} must be < decay iterations {decay}")
@@ -400,8 +400,23 @@ class RunConfig:
                 "embedding from the sequence length, not from position ids): drop it, or use "
                 "--position-embedding-type learned_absolute")
 
+    @property
+    def decay_iters(self) -> int:
+        """The iteration the LR schedule ends at: --lr-decay-iters, else --train-iters."""
+        return self.scheduler.lr_decay_iters or self.training.train_iters
+
     def wsd_decay_iters(self) -> int:
         s = self.scheduler
         if s.lr_wsd_decay_iters is not None:
             return s.lr_wsd_decay_iters
-        return max(1, (s.lr_decay_iters or self.training.train_iters) // 10)
+        return max(1, self.decay_iters // 10)
+
+    @property
+    def decay_start(self) -> int:
+        """Completed iterations after which WSD decays (and annealing data is read)."""
+        return self.decay_iters - self.wsd_decay_iters()
+
+    @property
+    def annealing_on(self) -> bool:
+        """The data moves to the annealing blend at decay_start (--annealing-data-path, WSD)."""
+        return bool(self.data.annealing) and self.scheduler.lr_decay_style == "WSD"

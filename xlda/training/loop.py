@@ -214,14 +214,9 @@ class Trainer:
                   f"annealing {'on' if self.data.use_annealing else 'off'})")
 
     def last_checkpoint(self) -> str:
-        save = self.cfg.checkpoint.save
-        if not save:
-            return "none (no --save directory)"
-        latest = Path(save) / "latest_checkpointed_iteration.txt"
-        if not latest.exists():
-            return f"none yet in {save}"
-        it = int(latest.read_text().strip())
-        return f"{save}/iter_{it:07d} (iteration {it})"
+        from xlda.checkpoint_layout import describe_latest
+
+        return describe_latest(self.cfg.checkpoint.save)
 
     def _write_run_files(self):
         """The resolved config to the run directory; the task's files beside the checkpoints."""

@@ -15,7 +15,6 @@ def build_scheduler(run_config, optimizer):
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
     s, o = run_config.scheduler, run_config.optimizer
-    decay_iters = s.lr_decay_iters or run_config.training.train_iters
     start_wd = o.weight_decay if s.start_weight_decay is None else s.start_weight_decay
     end_wd = o.weight_decay if s.end_weight_decay is None else s.end_weight_decay
     return OptimizerParamScheduler(
@@ -24,7 +23,7 @@ def build_scheduler(run_config, optimizer):
         max_lr=o.lr,
         min_lr=o.min_lr,
         lr_warmup_steps=s.lr_warmup_iters,
-        lr_decay_steps=decay_iters,
+        lr_decay_steps=run_config.decay_iters,
         lr_decay_style=s.lr_decay_style,
         start_wd=start_wd,
         end_wd=end_wd,
@@ -46,9 +45,7 @@ class AnnealingSwitch:
 
     @classmethod
     def from_run_config(cls, run_config) -> "AnnealingSwitch":
-        decay_iters = run_config.scheduler.lr_decay_iters or run_config.training.train_iters
-        enabled = run_config.data.annealing and run_config.scheduler.lr_decay_style == "WSD"
-        return cls(decay_start=decay_iters - run_config.wsd_decay_iters(), enabled=enabled)
+        return cls(decay_start=run_config.decay_start, enabled=run_config.annealing_on)
 
     def should_switch(self, completed_iterations: int) -> bool:
         """True exactly once: at the first check with ``completed_iterations >= decay_start``."""
