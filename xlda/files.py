@@ -23,9 +23,10 @@ def fsync_path(path) -> None:
 
 
 def temp_path(path: Path) -> Path:
-    """A temp name beside ``path``, unique per process (ranks may race on a shared disk)."""
+    """A hidden temp name beside ``path``, unique per process (ranks may race on a shared disk),
+    ending in ``.tmp`` (what checksums and cleanups skip)."""
     path = Path(path)
-    return path.with_name(f"{path.name}.tmp{os.getpid()}")
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 def atomic_write(path, data: Union[str, bytes], durable: bool = True) -> Path:

@@ -94,7 +94,7 @@ def test_disk_full_during_save_names_the_dir_and_keeps_the_previous_checkpoint(t
         kept = save / "iter_0000001"  # usable: complete, every file as recorded at save time
         ck.check_complete(kept)
         integrity.verify_manifest(kept, integrity.read_manifest(kept))
-        assert ck.read_latest(save) == 1 and ck._load_state(kept / ck.STATE_FILE)["iteration"] == 1
+        assert ck.read_latest(save) == 1 and ck.load_state(kept / ck.STATE_FILE)["iteration"] == 1
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 

@@ -18,6 +18,7 @@ from xlda.testing.distributed import run_distributed
 from xlda.testing.tiny_gpt import TinySetup
 from xlda.training import checkpoint_integrity as integrity
 from xlda.training import checkpointing as ck
+from xlda.training.checkpoint_state import decode
 
 
 class _Hostile:
@@ -64,7 +65,7 @@ def _damage(d: Path, how: str, marker: Path) -> None:
         torch.save({"iteration": 2, "x": _Hostile(str(marker))}, d / ck.STATE_FILE)
         _rehash(d)
     elif how == "old_state_format":  # xlda_state.pt as earlier xlda wrote it (numpy arrays)
-        state = ck._decode(torch.load(d / ck.STATE_FILE, weights_only=True))
+        state = decode(torch.load(d / ck.STATE_FILE, weights_only=True))
         assert isinstance(state["rng_states"][0]["numpy"][1], np.ndarray)
         torch.save(state, d / ck.STATE_FILE)
         _rehash(d)
@@ -200,14 +201,14 @@ def test_no_space_detection():
     from torch.distributed.checkpoint.api import CheckpointException
 
     here = Path(".")
-    assert ck._no_space(OSError(errno.ENOSPC, "No space left on device"), here)
+    assert ck.no_space(OSError(errno.ENOSPC, "No space left on device"), here)
     wrapped = RuntimeError("Worker failure")
     wrapped.__cause__ = OSError(errno.ENOSPC, "x")
-    assert ck._no_space(wrapped, here)
-    assert ck._no_space(CheckpointException("save", {0: (OSError(errno.ENOSPC, "x"), None)}), here)
-    assert ck._root_cause(CheckpointException("load", {0: (EOFError("Ran out of input"), None)})) \
+    assert ck.no_space(wrapped, here)
+    assert ck.no_space(CheckpointException("save", {0: (OSError(errno.ENOSPC, "x"), None)}), here)
+    assert ck.root_cause(CheckpointException("load", {0: (EOFError("Ran out of input"), None)})) \
         == "EOFError: Ran out of input"
-    assert not ck._no_space(RuntimeError("unexpected pos 704 vs 598"), here)  # disk not full
+    assert not ck.no_space(RuntimeError("unexpected pos 704 vs 598"), here)  # disk not full
 
 
 def test_no_verify_flag_maps_to_config():

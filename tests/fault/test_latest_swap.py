@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from xlda.training import checkpoint_publish as pub
+from xlda import checkpoint_layout
 from xlda.training import checkpointing as ck
 
 
@@ -24,7 +26,7 @@ def _setup(save: Path, resave: bool) -> tuple[Path, Path, int]:
     save.mkdir()
     _fake(ck.iter_dir(save, 1), "one")
     _fake(ck.iter_dir(save, 2), "old two")
-    ck.write_latest(save, 2)
+    checkpoint_layout.write_latest(save, 2)
     it = 2 if resave else 3
     target = save / f".iter_{it:07d}.partial"
     _fake(target, "new")
@@ -51,8 +53,8 @@ def _publish_killed_at(save: Path, resave: bool, n: int, exchange: bool) -> bool
             os.replace = gate(os.replace)
             os.fsync = gate(os.fsync)
             shutil.rmtree = gate(shutil.rmtree)
-            ck._exchange = gate(ck._exchange if exchange else (lambda a, b: False))
-            ck._publish(save, target, final, it)
+            pub.exchange = gate(pub.exchange if exchange else (lambda a, b: False))
+            pub.publish(save, target, final, it)
             os._exit(0)
         except BaseException:
             os._exit(3)
@@ -73,7 +75,7 @@ def _check_latest(save: Path, resave: bool) -> str:
 def test_kill9_at_every_step_of_publishing_keeps_latest_valid(tmp_path, resave, exchange):
     probe_a, probe_b = tmp_path / "a", tmp_path / "b"
     probe_a.mkdir(), probe_b.mkdir()
-    if exchange and not ck._exchange(probe_a, probe_b):
+    if exchange and not pub.exchange(probe_a, probe_b):
         pytest.skip("this file system has no renameat2(RENAME_EXCHANGE)")
     save = tmp_path / "ckpt"
     seen = set()

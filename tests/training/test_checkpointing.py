@@ -12,6 +12,7 @@ import torch
 
 from xlda.testing.distributed import run_distributed
 from xlda.testing.tiny_gpt import TinySetup
+from xlda import checkpoint_layout
 from xlda.training import checkpointing as ck
 
 
@@ -51,17 +52,19 @@ def _roundtrip_job(rank, world, s: TinySetup, save_dir: str, extended: bool):
         return out
 
     # "latest" is atomic: a crash after iter_0000004 was written but before the rename.
-    real = ck.write_latest
+    from xlda.training import checkpoint_publish as pub
+
+    real = pub.write_latest
 
     def crash(*a, **k):
         raise RuntimeError("simulated crash before rename")
 
-    ck.write_latest = crash
+    pub.write_latest = crash
     try:
         ck.save_checkpoint(save_dir, 4, model2, opt2, sched2, {"consumed_samples": 16})
     except RuntimeError as exc:
         out["crash"] = str(exc)
-    ck.write_latest = real
+    pub.write_latest = real
     out["latest_after_crash"] = ck.read_latest(save_dir)
     out["iters_after_crash"] = ck.list_iterations(save_dir)
     out["load_after_crash"] = ck.load_checkpoint(save_dir, model2, opt2, sched2)[0]
@@ -191,7 +194,7 @@ def test_model_config_mismatch_names_fields(tmp_path):
 
 
 def test_latest_written_atomically(tmp_path, monkeypatch):
-    ck.write_latest(tmp_path, 5)
+    checkpoint_layout.write_latest(tmp_path, 5)
     assert ck.read_latest(tmp_path) == 5
 
     def boom(src, dst):
@@ -199,7 +202,7 @@ def test_latest_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
-        ck.write_latest(tmp_path, 9)
+        checkpoint_layout.write_latest(tmp_path, 9)
     assert ck.read_latest(tmp_path) == 5
 
 
@@ -229,7 +232,7 @@ def test_common_file_required_only_for_the_legacy_format(tmp_path):
 def test_new_format_checkpoint_on_legacy_megatron_core_says_which_version(tmp_path):
     from megatron.core import dist_checkpointing
 
-    if not ck._installed_needs_common_file(dist_checkpointing):
+    if not ck.installed_needs_common_file(dist_checkpointing):
         pytest.skip("the installed megatron-core reads common-state-in-torch_dist checkpoints")
     p = ck.iter_dir(tmp_path, 3)
     p.mkdir()

@@ -71,22 +71,22 @@ GPU_MFU = 0.15  # what a model this small reaches on one H100, roughly; an assum
 
 
 def run_flops(size: str, vocab: int = 2304, train_iters: Optional[int] = None) -> dict:
-    """Parameters and training FLOPs of one run of ``size``: 6 N per token for the weights plus
-    6 L S h for causal attention scores (forward + backward); the estimate behind --size gpu."""
+    """Parameters and training FLOPs of one run of ``size``, from the model's own counts:
+    ModelConfig.layer_parameters for the weights and the trainer's FlopsModel (matmuls, 3x
+    forward, causal attention pairs) for the FLOPs; the estimate behind --size gpu."""
     from xlda.training.config import RunConfig
+    from xlda.training.metrics import FlopsModel
 
     z = SIZES[size]
-    base = RunConfig.from_yaml(RECIPE).model
-    m = {k: getattr(base, k) for k in ("num_layers", "hidden_size", "num_attention_heads",
-                                       "num_query_groups", "ffn_hidden_size")}
-    m.update(z.model)
-    L, h, ffn = m["num_layers"], m["hidden_size"], m["ffn_hidden_size"]
-    kv = m["num_query_groups"] * h // m["num_attention_heads"]
-    layer = h * (h + 2 * kv) + h * h + 3 * h * ffn  # qkv, output projection, SwiGLU MLP
-    n = L * layer + 2 * vocab * h  # untied input and output embeddings
-    tokens = (train_iters or z.train_iters) * z.global_batch_size * z.seq_length
-    flops = tokens * (6 * n + 6 * L * z.seq_length * h)
-    return {"params": n, "non_embedding": L * layer, "tokens": tokens, "flops": flops}
+    m = dataclasses.replace(RunConfig.from_yaml(RECIPE).model, **z.model, vocab_size=vocab,
+                            seq_length=z.seq_length)
+    norm = m.hidden_size if m.normalization == "RMSNorm" else 2 * m.hidden_size
+    layer = m.layer_parameters() - 2 * norm  # the matmul weights (norm scales: no FLOPs)
+    n = m.num_layers * layer + 2 * vocab * m.hidden_size  # untied input and output embeddings
+    S = z.seq_length
+    tokens = (train_iters or z.train_iters) * z.global_batch_size * S
+    flops = FlopsModel.from_model_config(m, vocab).train_flops(tokens, tokens // S * S * (S + 1) // 2)
+    return {"params": n, "non_embedding": m.num_layers * layer, "tokens": tokens, "flops": flops}
 
 
 def gpu_minutes(runs: int = 15, size: str = "gpu", mfu: float = GPU_MFU) -> float:

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from xlda.checkpoint_conversion.arch import ConversionError
-from xlda.data.outputs import fsync_path
+from xlda.files import fsync_path
 
 log = logging.getLogger(__name__)
 

@@ -34,20 +34,7 @@ def check(cfg: RunConfig, cuda: bool, log: Callable[[str], None] = print,
 
 
 def check_device(cfg: RunConfig, cuda: bool) -> None:
-    if not cuda and cfg.model.attention_backend == "flex":
-        raise ConfigError(
-            "--attention-backend flex cannot train on CPU: torch has no FlexAttention backward "
-            "on CPU (only the forward). Use --attention-backend thd (the same math, exact) or "
-            "sdpa on CPU; flex on a GPU")
-    # The trainer refuses these too, but only after distributed set-up; here they are one line.
-    if not cuda and (cfg.model.bf16 or cfg.model.fp16):
-        raise ConfigError("--bf16/--fp16 need a GPU (megatron-core's mixed-precision optimizer "
-                          "accepts only CUDA tensors); drop them for CPU runs")
-    if not cuda and cfg.parallel.use_distributed_optimizer:
-        raise ConfigError("--use-distributed-optimizer needs GPUs (megatron-core rejects CPU "
-                          "params); drop it for CPU runs")
-    if not cuda and cfg.model.sequence_parallel:
-        raise ConfigError("--sequence-parallel needs Transformer Engine norms; drop it on CPU")
+    cfg.check_device(cuda)  # the trainer's own check, here before any import or set-up
 
 
 def _output_prefix(prefix: str) -> str:

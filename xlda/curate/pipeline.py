@@ -41,6 +41,7 @@ from xlda.curate.steps import (AnnealCut, CountDocs, KeyRecorder, LanguageFanout
                                LanguageIdentifier, LanguageQualityFilter, QualityScorer,
                                flat_adapter)
 from xlda.curate.words import ScriptWordTokenizer
+from xlda.files import atomic_write
 
 MANIFEST = "manifest.json"
 
@@ -238,9 +239,7 @@ class CurationPipeline:
                                   "--output-dir")
         else:
             self.work.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(".settings.json.tmp")
-            tmp.write_text(json.dumps(mine, indent=1, ensure_ascii=False, sort_keys=True))
-            os.replace(tmp, path)
+            atomic_write(path, json.dumps(mine, indent=1, ensure_ascii=False, sort_keys=True))
 
     def run(self):
         """Local: runs everything and returns the manifest. SLURM: submits the chained job arrays
@@ -367,9 +366,8 @@ class Publish(PipelineStep):
             "rejected_examples": rep["read"]["examples"],
             "unlabelled": {k: v for k, v in rep["lang_id"]["counts"].items() if k not in self.langs},
         }
-        tmp = self.out / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True))
-        os.replace(tmp, self.out / MANIFEST)
+        atomic_write(self.out / MANIFEST,
+                     json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True))
         return iter(())
 
     def _move(self, src: Path, dst: Path) -> dict:

@@ -10,12 +10,14 @@ binary search over the 128-bit key space, counting keys >= t in every file with 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import struct
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
+
+from xlda.files import atomic_write
 
 _SIGN = 1 << 63
 
@@ -41,12 +43,9 @@ def write_keys(keys: list[tuple[int, int]], path: str | os.PathLike) -> None:
     arr = np.array(keys, dtype=np.uint64).reshape(-1, 2)
     if len(arr):
         arr = arr[np.lexsort((arr[:, 1], arr[:, 0]))]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, arr)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    atomic_write(path, buf.getvalue())
 
 
 def top_k_count(n: int, fraction: Fraction) -> int:

@@ -11,6 +11,8 @@ import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from xlda.files import atomic_write
+
 
 class TaskReport:
     def __init__(self, max_examples: int = 5):
@@ -33,12 +35,11 @@ class TaskReport:
     def write(self, directory: str | os.PathLike, tag: str) -> None:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{tag}.json.tmp"
-        tmp.write_text(json.dumps({"counts": {k: dict(v) for k, v in self.counts.items()},
-                                   "examples": dict(self.examples), "extra": self.extra,
-                                   "lang_examples": {k: dict(v) for k, v in self.lang_examples.items()}},
-                                  ensure_ascii=False, sort_keys=True))
-        os.replace(tmp, d / f"{tag}.json")
+        atomic_write(d / f"{tag}.json", json.dumps(
+            {"counts": {k: dict(v) for k, v in self.counts.items()},
+             "examples": dict(self.examples), "extra": self.extra,
+             "lang_examples": {k: dict(v) for k, v in self.lang_examples.items()}},
+            ensure_ascii=False, sort_keys=True))
 
 
 def merge_reports(directory: str | os.PathLike, max_examples: int = 5) -> dict:

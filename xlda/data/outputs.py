@@ -18,6 +18,7 @@ import os
 import re
 
 from xlda.data.prefix import format_prefix
+from xlda.files import fsync_path
 
 
 class PreprocessError(RuntimeError):
@@ -41,14 +42,6 @@ def io_error(path: str, e: OSError, what: str = "--output-prefix") -> Preprocess
         return PreprocessError(f"{path}: no space left on device (or quota exceeded) on "
                                f"{os.path.dirname(os.path.abspath(path))}; free space or choose another {what}")
     return PreprocessError(f"{path}: {e.strerror or e} (errno {e.errno})")
-
-
-def fsync_path(path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class PrefixLock:

@@ -6,9 +6,10 @@
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
+
+from xlda.files import sha256_file as _sha256
 
 # Looked up in this order in a HuggingFace tokenizer.json to find the end-of-document token.
 EOD_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eos|>", "[EOS]")
@@ -21,14 +22,6 @@ END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")
 
 class TokenizerError(ValueError):
     """Bad tokenizer model or configuration; the message says what to do."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_readable(path: Path, what: str) -> None:

@@ -235,7 +235,9 @@ class ModelConfig:
         return MaskParams(doc_ids, lang_ids, self.attention_mask_type)
 
     # -- counting ------------------------------------------------------------------------------
-    def _layer_params(self) -> int:
+    def layer_parameters(self) -> int:
+        """Parameters of one transformer layer (its two norms included): the one count the
+        parameter total, the memory plan, the FLOP model's dense part and the ablation use."""
         h, d, H, G, f = self.hidden_size, self.head_dim, self.num_attention_heads, self.query_groups, self.ffn_size
         norm = h if self.normalization == "RMSNorm" else 2 * h
         b = self.add_bias_linear
@@ -256,11 +258,11 @@ class ModelConfig:
         n = V * h * (2 if self.untie_embeddings_and_output_weights else 1)
         if self.position_embedding_type == "learned_absolute":
             n += (self.max_position_embeddings or self.seq_length) * h
-        n += self.num_layers * self._layer_params() + norm
+        n += self.num_layers * self.layer_parameters() + norm
         if include_mtp and self.mtp_layers:
             # enorm, hnorm, eh_proj [2h -> h], one transformer layer, final norm (output layer and
             # embedding are shared with the main model)
-            n += self.mtp_layers * (3 * norm + 2 * h * h + self._layer_params())
+            n += self.mtp_layers * (3 * norm + 2 * h * h + self.layer_parameters())
         return n
 
     def to_dict(self) -> dict:

@@ -10,29 +10,20 @@ checkpoints you trust). Hashing is shared out over the ranks: each hashes every 
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch.distributed as dist
 
+from xlda.files import atomic_write, sha256_file
+
 MANIFEST_FILE = "checksums.json"
-_CHUNK = 8 << 20
 
 
 def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def checkpoint_files(path: Path) -> list[str]:
@@ -74,12 +65,7 @@ def hash_files(path: Path) -> dict:
 
 def store_manifest(path: Path, files: dict) -> None:
     """Write ``checksums.json`` (temp file, fsync, rename): one rank only."""
-    tmp = path / f".{MANIFEST_FILE}.tmp"
-    with open(tmp, "w") as f:
-        json.dump({"algorithm": "sha256", "files": files}, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path / MANIFEST_FILE)
+    atomic_write(path / MANIFEST_FILE, json.dumps({"algorithm": "sha256", "files": files}, indent=1))
 
 
 def write_manifest(path: Path) -> None:

@@ -400,6 +400,26 @@ class RunConfig:
                 "embedding from the sequence length, not from position ids): drop it, or use "
                 "--position-embedding-type learned_absolute")
 
+    def check_device(self, cuda: bool) -> None:
+        """What this run needs of the device, checked once (the CLIs' pre-flight and the
+        trainer's set-up both call it): ConfigError naming the flag, before any work."""
+        if cuda:
+            return
+        m = self.model
+        if m.attention_backend == "flex":
+            raise ConfigError(
+                "--attention-backend flex cannot train on CPU: torch has no FlexAttention "
+                "backward on CPU (only the forward). Use --attention-backend thd (the same math, "
+                "exact) or sdpa on CPU; flex on a GPU")
+        if m.bf16 or m.fp16:
+            raise ConfigError("--bf16/--fp16 need a GPU (megatron-core's mixed-precision "
+                              "optimizer accepts only CUDA tensors); drop them for CPU runs")
+        if self.parallel.use_distributed_optimizer:
+            raise ConfigError("--use-distributed-optimizer needs GPUs (megatron-core rejects CPU "
+                              "params); drop it for CPU runs")
+        if m.sequence_parallel or self.parallel.sequence_parallel:
+            raise ConfigError("--sequence-parallel needs Transformer Engine norms; drop it on CPU")
+
     @property
     def decay_iters(self) -> int:
         """The iteration the LR schedule ends at: --lr-decay-iters, else --train-iters."""

@@ -72,14 +72,7 @@ class Trainer:
         _require_modules("xlda.training.checkpointing", "xlda.training.signals")
         cfg = self.cfg.validate()
         cpu = not torch.cuda.is_available()
-        if cpu and cfg.parallel.use_distributed_optimizer:
-            raise ValueError("--use-distributed-optimizer needs GPUs (megatron-core rejects CPU "
-                             "params); drop it for CPU runs")
-        if cpu and (cfg.model.bf16 or cfg.model.fp16):
-            raise ValueError("--bf16/--fp16 need a GPU (megatron-core's mixed-precision optimizer "
-                             "accepts only CUDA tensors); drop them for CPU runs")
-        if cpu and cfg.model.sequence_parallel:
-            raise ValueError("--sequence-parallel needs Transformer Engine norms; off on CPU")
+        cfg.check_device(cuda=not cpu)  # the CLIs ran it before any import; a test may not
         self.denv = dist_env.initialize(cfg.parallel, cfg.training.seed)
         self.rank = self.denv.rank
         self.world = self.denv.world_size

@@ -194,7 +194,7 @@ def stage_parameters(model_cfg, tp: int, pp: int) -> dict[str, int]:
     """Parameters on one GPU of the first and the last pipeline stage (TP-sharded)."""
     h, L = model_cfg.hidden_size, model_cfg.num_layers
     norm = h if model_cfg.normalization == "RMSNorm" else 2 * h
-    layer = model_cfg._layer_params()
+    layer = model_cfg.layer_parameters()
     # Norms are replicated across TP, the rest is split.
     per_layer = (layer - 2 * norm) // tp + 2 * norm
     layers = -(-L // pp) * per_layer
