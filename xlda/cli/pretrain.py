@@ -289,17 +289,16 @@ def _resolve(argv):
 
 # Where the data layer checks what the user asked for (mixture knobs, packability, splits): a
 # ValueError raised there is a user error, reported with the flag names the user typed.
-_USER_ERROR_FILES = (os.path.join("xlda", "data", "sampling.py"),)
 _FLAG_NAMES = (("lang_prefixes", "--data-path"), ("xlda_beta", "--xlda-beta"),
                ("xlda_alpha", "--xlda-alpha"), ("xlda_rho", "--xlda-rho"))
 
 
 def _data_user_error(exc: BaseException) -> Optional[str]:
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is None or not isinstance(exc, ValueError) \
-            or not tb.tb_frame.f_code.co_filename.endswith(_USER_ERROR_FILES):
+    """The one-line message of a user's data error (xlda.data.sampling.MixError), else None
+    (any other exception is a bug and keeps its traceback)."""
+    from xlda.data.sampling import MixError
+
+    if not isinstance(exc, MixError):
         return None
     msg = str(exc)
     for internal, flag in _FLAG_NAMES:
