@@ -46,6 +46,8 @@ setup(
         # posttrain.py (xlda.posttrain): chat templates are rendered by transformers (Jinja)
         "posttrain": ["transformers>=4.44", "jinja2>=3.1"],
         "lingua": ["lingua-language-detector>=2.0"],
+        # tools/evaluate.py (xlda.evaluate): benchmarks through lm-evaluation-harness
+        "eval": ["lm-eval>=0.4.9,<0.5"],
         # Data curation (xlda.curate, tools/curate.py): datatrove's pipeline/executors, Parquet,
         # fastText quality classifier (the maintained build with numpy 2 wheels; the archived
         # `fasttext` 0.9.3 sdist trains NaNs when built with current compilers).

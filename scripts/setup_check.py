@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-EXTRAS = ("dev", "lingua", "curate", "posttrain")  # scripts/setup.sh: -e '.[dev,lingua,curate,posttrain]'
+EXTRAS = ("dev", "lingua", "curate", "posttrain", "eval")  # setup.sh: -e '.[dev,lingua,curate,posttrain,eval]'
 
 
 def requirements(setup_py: Path) -> list[str]:

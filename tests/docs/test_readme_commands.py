@@ -60,8 +60,8 @@ def test_every_readme_command_is_run_or_skipped_with_a_reason():
         "tools/preprocess_data.py", "tools/build_packing_index.py", "pretrain_trillion.py",
         "tools/preprocess_data.py", "pretrain_trillion.py",
         "tools/make_posttrain_data.py", "posttrain.py", "posttrain.py",
-        "tools/checkpoint/convert.py", "tools/checkpoint/convert.py",
-        "tools/checkpoint/convert.py"]
+        "tools/checkpoint/convert.py", "tools/evaluate.py", "tools/evaluate.py",
+        "tools/checkpoint/convert.py", "tools/checkpoint/convert.py"]
 
 
 @pytest.mark.slow
@@ -84,5 +84,13 @@ def test_readme_commands_run_as_written(tmp_path):
                            text=True, timeout=1200)
         assert p.returncode == 0, f"{cmd}\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
     assert (repo / "runs" / "tiny" / "hf" / "generation_config.json").exists()
+    import json
+
+    # the same model scored as a Megatron checkpoint and as its HF export: the same numbers
+    ours, theirs = (json.loads((repo / "runs" / "tiny" / d / "report.json").read_text())
+                    for d in ("eval", "eval_hf"))
+    assert [t["task"] for t in ours["tasks"]][:2] == ["xlda_facts_en", "xlda_facts_ko"]
+    assert [t["score"] for t in ours["tasks"]] == [t["score"] for t in theirs["tasks"]]
+    assert ours["consistency"] == theirs["consistency"] and len(ours["consistency"]) == 3
     assert (repo / "out" / "cur" / "manifest.json").exists()  # the curate chain ran, and trained:
     assert (repo / "runs" / "cur" / "ckpt" / "latest_checkpointed_iteration.txt").exists()

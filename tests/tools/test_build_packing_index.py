@@ -2,7 +2,7 @@
 validation index is sized for what evaluation reads."""
 import numpy as np
 
-from tests.data.fixtures import train_test_tokenizer
+from tests.data.fixtures import word_level_tokenizer
 from tests.data.test_dataset import EOD, write_indexed
 from xlda.cli.build_index import main
 from xlda.data.index_cache import BUILD_COUNTER
@@ -19,9 +19,10 @@ def _data(tmp_path):
 
 
 def _flags(tmp_path, prefixes):
+    # a 600-token vocabulary covers the ids of _data (EOD 0, 100..499); no corpus needed
     tok = tmp_path / "tokenizer.json"
     if not tok.exists():
-        train_test_tokenizer(tmp_path, vocab_size=600, docs_per_lang=20)
+        word_level_tokenizer(tmp_path, [f"w{i}" for i in range(598)], name="tokenizer.json")
     return ["--config", "examples/trillion7b/tiny.yaml", "--data-path", *prefixes,
             "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", str(tok),
             "--seq-length", "64", "--micro-batch-size", "2", "--global-batch-size", "4",

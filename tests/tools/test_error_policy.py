@@ -24,6 +24,7 @@ TOOLS = {  # how each tool is started, and the name its error line starts with
     "run_ablation": ["-m", "xlda.ablation.cli"],
     "demo": ["-m", "xlda.demo"],
     "xlda.slurm": ["-m", "xlda.slurm"],
+    "evaluate": ["tools/evaluate.py"],
 }
 NOPE = "/nonexistent/x"
 CASES = [  # (tool, argv, what the line must say)
@@ -65,6 +66,18 @@ CASES = [  # (tool, argv, what the line must say)
     ("run_ablation", ["--input", f"ko={NOPE}.jsonl", "--input", f"en={NOPE}.jsonl",
                       "--mix", "en=0.5,ko=0.5"], f"--input ko={NOPE}.jsonl: no such file"),
     ("xlda.slurm", ["latest"], "the following arguments are required: --save"),
+    ("evaluate", ["--load", NOPE, "--suite", "trillion"], f"--load {NOPE}: no such file"),
+    ("evaluate", ["--hf", "examples", "--suite", "nosuch"],
+     "--suite nosuch: not a file and not a shipped suite (trillion)"),
+    ("evaluate", ["--hf", "examples", "--tasks", "x", "--batch-size", "0"],
+     "--batch-size must be >= 1"),
+    ("evaluate", ["--load", "examples", "--hf", "examples", "--tasks", "x"],
+     "argument --hf: not allowed with argument --load"),
+    # offline: every missing dataset named before any model is loaded
+    ("evaluate", ["--hf", "examples", "--suite", "trillion", "--data-dir", "examples"],
+     f"task hellaswag reads dataset Rowan/hellaswag, not found at {REPO_ROOT}/examples/Rowan/"
+     "hellaswag: on a machine with network access run `huggingface-cli download --repo-type "
+     f"dataset Rowan/hellaswag --local-dir {REPO_ROOT}/examples/Rowan/hellaswag`"),
 ]
 
 

@@ -87,8 +87,12 @@ class HuggingFaceTokenizer(_Base):
     def tokenize(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
 
-    def detokenize(self, ids) -> str:
-        return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+    def detokenize(self, ids, skip_special: bool = False) -> str:
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=skip_special)
+
+    def token_to_id(self, token: str):
+        """The id of a token string, None when the vocabulary has no such token."""
+        return self._tok.token_to_id(token)
 
 
 class SentencePieceTokenizer(_Base):
@@ -120,8 +124,13 @@ class SentencePieceTokenizer(_Base):
     def tokenize(self, text: str) -> list[int]:
         return self._sp.encode(text)
 
-    def detokenize(self, ids) -> str:
+    def detokenize(self, ids, skip_special: bool = False) -> str:
+        # SentencePiece's decode drops control pieces (eos, bos) either way
         return self._sp.decode([int(i) for i in ids])
+
+    def token_to_id(self, token: str):
+        tid = self._sp.piece_to_id(token)
+        return None if tid == self._sp.unk_id() and token != self._sp.id_to_piece(tid) else tid
 
 
 def build_tokenizer(tokenizer_type: str, tokenizer_model: str | os.PathLike):

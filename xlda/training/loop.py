@@ -101,17 +101,22 @@ class Trainer:
 
             # As Megatron-LM: half-precision params, fp32 logits/loss out of the last stage.
             model = Float16Module(tc, model)
-        ddp = DistributedDataParallel(config=tc, ddp_config=cfg.parallel.build(), module=model)
-        self.model_chunks = [ddp]
-        opt_settings = cfg.optimizer
-        self.optimizer = opt_settings.build(
-            self.model_chunks, bf16=cfg.model.bf16,
-            use_distributed_optimizer=cfg.parallel.use_distributed_optimizer)
-        self.scheduler = build_scheduler(cfg, self.optimizer)
+        if self.task.trains:
+            ddp = DistributedDataParallel(config=tc, ddp_config=cfg.parallel.build(), module=model)
+            self.model_chunks = [ddp]
+            self.optimizer = cfg.optimizer.build(
+                self.model_chunks, bf16=cfg.model.bf16,
+                use_distributed_optimizer=cfg.parallel.use_distributed_optimizer)
+            self.scheduler = build_scheduler(cfg, self.optimizer)
+            tc.no_sync_func = ddp.no_sync
+            tc.finalize_model_grads_func = finalize_model_grads
+            tc.grad_scale_func = self.optimizer.scale_loss
+        else:
+            # A scoring task (xlda.evaluate): the weights only. No gradient buffers and no
+            # optimizer state (fp32 main params, Adam moments: 4-5x the bf16 weights' memory).
+            self.model_chunks = [model]
+            self.optimizer = self.scheduler = None
         self.switch = AnnealingSwitch.from_run_config(cfg)
-        tc.no_sync_func = ddp.no_sync
-        tc.finalize_model_grads_func = finalize_model_grads
-        tc.grad_scale_func = self.optimizer.scale_loss
         self.model_config = tc
         tp = ps.get_tensor_model_parallel_world_size()
         self.flops_model = FlopsModel.from_model_config(cfg.model, cfg.model.padded_vocab_size(tp))
@@ -227,7 +232,7 @@ class Trainer:
                 atomic_write(Path(save) / name, text)
 
     # -- steps ---------------------------------------------------------------------------------
-    def _forward_step(self, counters, loss_for, data_iterator, model):
+    def _forward_step(self, counters, loss_for, data_iterator, model, logits: bool = False):
         batch = next(data_iterator)
         # Statistics and the THD layout come from the CPU batch (loader workers): reading them
         # here never waits for the device.
@@ -242,8 +247,9 @@ class Trainer:
         mask = self.cfg.model.mask_params(batch["doc_ids"], batch["lang_ids"])
         if layout is not None:
             mask.cached("thd", lambda: layout)
-        out = model(batch["tokens"], batch["position_ids"], mask, labels=batch["labels"],
-                    loss_mask=batch["loss_mask"])
+        # without labels megatron-core's GPTModel returns the (TP-sharded) logits [B, S, V/tp]
+        out = model(batch["tokens"], batch["position_ids"], mask,
+                    labels=None if logits else batch["labels"], loss_mask=batch["loss_mask"])
         return out, loss_for(batch)
 
     def _task_loss(self, training: bool):
@@ -271,15 +277,16 @@ class Trainer:
                     "(lower --xlda-rho), raise the cap, or use --xlda-kv-cap-action flag")
 
     def _run_schedule(self, data_iterator, forward_only: bool, loss_for, counters=None,
-                      num_microbatches: Optional[int] = None):
+                      num_microbatches: Optional[int] = None, seq_length: Optional[int] = None,
+                      logits: bool = False):
         from megatron.core.pipeline_parallel import get_forward_backward_func
 
         fb = get_forward_backward_func()
         t = self.cfg.training
-        return fb(forward_step_func=partial(self._forward_step, counters, loss_for),
+        return fb(forward_step_func=partial(self._forward_step, counters, loss_for, logits=logits),
                   data_iterator=data_iterator, model=self.model_chunks,
                   num_microbatches=num_microbatches or self.num_microbatches,
-                  seq_length=self.cfg.data.seq_length,
+                  seq_length=seq_length or self.cfg.data.seq_length,
                   micro_batch_size=t.micro_batch_size * self.task.rows_per_sample,
                   forward_only=forward_only)
 
@@ -394,11 +401,15 @@ class Trainer:
         names = self.task.metric_names(False)
         return self._named(self._reduce(reports, names, []), names)
 
-    def forward_only(self, dataset, collect, width: int):
+    def forward_only(self, dataset, collect, width: int, logits: bool = False,
+                     seq_length: Optional[int] = None):
         """Per-sample values of one forward pass over all of ``dataset`` under the current
         weights: ``collect(batch, output_tensor) -> (sample indices [n], values [n, width])`` on
         the last stage; DP-sharded, gathered to every rank as a float64 ``[len(dataset), width]``
-        array (DPO's reference log-probs)."""
+        array (DPO's reference log-probs). ``output_tensor`` is the per-token loss of the
+        samples' labels, or with ``logits`` the model's logits ``[B, S, V/tp]`` (this rank's
+        vocabulary shard). ``seq_length``: the samples' length when not --seq-length (the
+        pipeline stages exchange activations of that shape)."""
         mbs = self.cfg.training.micro_batch_size
         steps = math.ceil(len(dataset) / (mbs * self.dp_size))
         stream = DataStream(dataset, mbs, self.dp_rank, self.dp_size, device=self.device,
@@ -414,7 +425,7 @@ class Trainer:
         try:
             with self._eval_mode():
                 self._run_schedule(stream, True, lambda batch: partial(keep, batch),
-                                   num_microbatches=steps)
+                                   num_microbatches=steps, seq_length=seq_length, logits=logits)
         finally:
             stream.close()
         full = torch.zeros(len(dataset), width + 1, dtype=torch.float64)  # values, seen count

@@ -50,6 +50,9 @@ class TrainTask(Protocol):
     loss_name: str  # the loss's metric name ("lm loss", "dpo loss"): the first of metric_names
     rows_per_sample: int  # model rows per dataset sample (DPO: a chosen and a rejected row)
     log_formats: Mapping[str, str]  # metrics the log line shows besides the losses: name -> fmt
+    # False: a scoring task (evaluation) that only runs Trainer.forward_only: the trainer
+    # builds no optimizer, scheduler or gradient buffers
+    trains: bool
 
     def build_data(self, cfg, log: Callable[[str], None]) -> TaskData: ...
 
@@ -77,6 +80,7 @@ class BaseTask:
     loss_name = "lm loss"
     rows_per_sample = 1
     log_formats: Mapping[str, str] = {}
+    trains = True
 
     def start(self, cfg) -> Start:
         ck = cfg.checkpoint
