@@ -25,6 +25,7 @@ TOOLS = {  # how each tool is started, and the name its error line starts with
     "demo": ["-m", "xlda.demo"],
     "xlda.slurm": ["-m", "xlda.slurm"],
     "evaluate": ["tools/evaluate.py"],
+    "plot_run": ["tools/plot_run.py"],
 }
 NOPE = "/nonexistent/x"
 CASES = [  # (tool, argv, what the line must say)
@@ -66,6 +67,12 @@ CASES = [  # (tool, argv, what the line must say)
     ("run_ablation", ["--input", f"ko={NOPE}.jsonl", "--input", f"en={NOPE}.jsonl",
                       "--mix", "en=0.5,ko=0.5"], f"--input ko={NOPE}.jsonl: no such file"),
     ("xlda.slurm", ["latest"], "the following arguments are required: --save"),
+    ("pretrain", ["--mock-data", "--seq-length", "64", "--eval-suite",
+                  "examples/evaluate/smoke.yaml", "--eval-suite-interval", "2"],
+     "--eval-suite examples/evaluate/smoke.yaml scores text: it needs the run's --tokenizer-model"),
+    ("pretrain", ["--mock-data", "--seq-length", "64", "--eval-suite-interval", "2"],
+     "--eval-suite-interval/--eval-suite-limit need --eval-suite FILE"),
+    ("plot_run", ["--metrics", f"{NOPE}.jsonl"], f"--metrics {NOPE}.jsonl: no such file"),
     ("evaluate", ["--load", NOPE, "--suite", "trillion"], f"--load {NOPE}: no such file"),
     ("evaluate", ["--hf", "examples", "--suite", "nosuch"],
      "--suite nosuch: not a file and not a shipped suite (trillion)"),

@@ -137,6 +137,9 @@ FLAGS: dict[str, dict] = {
     "--train-iters": dict(section="training", type=int),
     "--eval-interval": dict(section="training", type=int),
     "--eval-iters": dict(section="training", type=int),
+    "--eval-suite": dict(section="training"),
+    "--eval-suite-interval": dict(section="training", type=int),
+    "--eval-suite-limit": dict(section="training", type=int),
     "--seed": dict(section="training", type=int),
     "--exit-interval": dict(section="training", type=int),
     "--run-dir": dict(section="training"),
@@ -329,6 +332,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not cuda:
             quiet.install_cpu()
         preflight.check(cfg, cuda, log=say, beta_source=beta_source)
+        task = None
+        if cfg.training.eval_suite:
+            from xlda.evaluate.during_training import suite_task
+
+            task = suite_task(cfg)  # the suite and its data, checked before any training
     except (ConfigError, ValueError) as e:
         say_error("pretrain", e)
         return 2
@@ -336,7 +344,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from xlda.training.checkpointing import CheckpointError
     from xlda.training.loop import Trainer, TrainingDivergedError
 
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, task)
     try:
         try:
             trainer.setup()

@@ -117,6 +117,11 @@ HELP = {
                            "data-parallel-size.",
     "--train-iters": "Total number of iterations to train over all training runs.",
     "--eval-interval": "Interval between running evaluation on validation set (None: never).",
+    "--eval-suite": "A benchmark suite YAML scored during training with lm-eval "
+                    "(docs/evaluate.md; e.g. examples/evaluate/smoke.yaml); checked before "
+                    "training starts.",
+    "--eval-suite-interval": "Iterations between two scorings of --eval-suite.",
+    "--eval-suite-limit": "Items per task of --eval-suite (None: all).",
     "--eval-iters": "Number of iterations to run for evaluation validation/test for.",
     "--seed": "Random seed used for python, numpy, pytorch, and cuda (and the XLDA packing "
               "order).",

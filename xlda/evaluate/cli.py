@@ -113,8 +113,8 @@ def prepare(args):
         go_offline()
 
     suite = _suite(args)
-    tm = task_manager(args.include_path)
-    specs = resolve(suite, tm, Path(args.data_dir) if args.data_dir else None)
+    tm = task_manager([*suite.include_path, *args.include_path])
+    specs = resolve(suite, tm, Path(args.data_dir) if args.data_dir else suite.data_dir)
     tasks = build_tasks(tm, specs, suite.task_names)
     return suite, tm, tasks, _model(args)
 

@@ -35,12 +35,14 @@ class XldaMegatronLM(TemplateLM):
     ``pipeline_parallel_size``, ``tokenizer_model`` (when the checkpoint's path does not exist
     here), ``max_gen_toks`` (256); lm-eval's ``--batch_size`` is the micro-batch size."""
 
-    def __init__(self, load: str, tensor_parallel_size=1, pipeline_parallel_size=1,
+    def __init__(self, load: Optional[str] = None, tensor_parallel_size=1, pipeline_parallel_size=1,
                  tokenizer_model: Optional[str] = None, max_gen_toks=256, batch_size=8,
                  session=None, **ignored):
         super().__init__()
         from xlda.evaluate.session import open_session
 
+        if session is None and not load:
+            raise ValueError("xlda-megatron needs --model_args load=DIR (a --save directory)")
         if batch_size in (None, "auto") or str(batch_size).startswith("auto"):
             batch_size = 8  # no probing: the micro-batch is what the memory plan says
         self.session = session or open_session(

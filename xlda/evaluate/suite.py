@@ -7,6 +7,8 @@ metric the tables report, plus the parallel task pairs cross-lingual consistency
       - {task: gsm8k, language: en, metric: "exact_match,strict-match"}
     consistency:
       - [belebele_eng_Latn, belebele_kor_Hang]              # the same items in two languages
+    include_path: [tasks]   # optional: task YAML folders, relative to this file
+    data_dir: data          # optional: the --data-dir default, relative to this file
 
 Offline by design (``resolve``): with a data directory, every task whose ``dataset_path`` is a
 Hub id ``org/name`` reads ``DATA_DIR/org/name`` instead (what ``huggingface-cli download
@@ -40,6 +42,8 @@ class Suite:
     tasks: list
     consistency: list = field(default_factory=list)  # [(task_a, task_b)]
     path: Optional[Path] = None
+    include_path: list = field(default_factory=list)  # task YAML folders the suite needs
+    data_dir: Optional[Path] = None  # where its datasets are when --data-dir is not given
 
     @property
     def task_names(self) -> list:
@@ -69,6 +73,9 @@ def load_suite(name_or_path: str) -> Suite:
         raise EvalError(f"suite {path}: invalid YAML: {e}") from None
     if not isinstance(d, dict) or not isinstance(d.get("tasks"), list) or not d["tasks"]:
         raise EvalError(f"suite {path}: expected a mapping with a non-empty 'tasks' list")
+    unknown = sorted(set(d) - {"suite", "tasks", "consistency", "include_path", "data_dir"})
+    if unknown:
+        raise EvalError(f"suite {path}: unknown key(s) {unknown}")
     tasks = []
     for i, t in enumerate(d["tasks"], 1):
         if not isinstance(t, dict) or not t.get("task") or not t.get("language"):
@@ -89,7 +96,15 @@ def load_suite(name_or_path: str) -> Suite:
             raise EvalError(f"suite {path}: consistency entry {i} {p!r}: expected [task_a, task_b], "
                             "both listed under tasks")
         pairs.append((str(p[0]), str(p[1])))
-    return Suite(str(d.get("suite") or path.stem), tasks, pairs, path)
+    here = path.parent
+    include = [here / p for p in (d.get("include_path") or [])]
+    for inc in include:
+        if not inc.is_dir():
+            raise EvalError(f"suite {path}: include_path {inc}: no such directory")
+    data_dir = here / d["data_dir"] if d.get("data_dir") else None
+    if data_dir is not None and not data_dir.is_dir():
+        raise EvalError(f"suite {path}: data_dir {data_dir}: no such directory")
+    return Suite(str(d.get("suite") or path.stem), tasks, pairs, path, include, data_dir)
 
 
 OFFLINE = (("datasets.config", "HF_DATASETS_OFFLINE"), ("datasets.config", "HF_HUB_OFFLINE"),

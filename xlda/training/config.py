@@ -265,6 +265,10 @@ class TrainingConfig:
     train_iters: int = 100
     eval_interval: Optional[int] = None
     eval_iters: int = 0
+    # a benchmark suite (xlda.evaluate: a suite YAML) scored every eval_suite_interval iterations
+    eval_suite: Optional[str] = None
+    eval_suite_interval: Optional[int] = None
+    eval_suite_limit: Optional[int] = None  # items per task (None: all)
     seed: int = 1234
     exit_interval: Optional[int] = None  # stop (after saving) at this iteration; for resume tests
     run_dir: Optional[str] = None  # resolved config + tensorboard default; None: save dir
@@ -360,9 +364,25 @@ class RunConfig:
                               f"{self.data.xlda_kv_cap_action!r}")
         if self.data.xlda_max_kv_expansion is not None and self.data.xlda_max_kv_expansion < 1:
             raise ConfigError("--xlda-max-kv-expansion must be >= 1 (1.0 = document attention)")
+        self._validate_eval_suite()
         self._validate_data_source()
         self._validate_data()
         return self
+
+    def _validate_eval_suite(self) -> None:
+        t = self.training
+        if t.eval_suite is None:
+            if t.eval_suite_interval or t.eval_suite_limit:
+                raise ConfigError("--eval-suite-interval/--eval-suite-limit need --eval-suite FILE")
+            return
+        if not t.eval_suite_interval or t.eval_suite_interval < 1:
+            raise ConfigError(f"--eval-suite {t.eval_suite} needs --eval-suite-interval N >= 1 "
+                              "(iterations between two scorings)")
+        if t.eval_suite_limit is not None and t.eval_suite_limit < 1:
+            raise ConfigError("--eval-suite-limit must be >= 1")
+        if not self.data.tokenizer_model:
+            raise ConfigError(f"--eval-suite {t.eval_suite} scores text: it needs the run's "
+                              "--tokenizer-model (mock data has none)")
 
     def _validate_data_source(self) -> None:
         """Where training text comes from (a hook: post-training reads its own JSONL)."""

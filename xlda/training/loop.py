@@ -505,7 +505,9 @@ class Trainer:
                                        **{f"tokens_{lang}": n for lang, n in step["lang_tokens"].items()},
                                        **shares,
                                        **{k: step[k] for k in names[1:] if k in step}})
-            if t.eval_interval and self.iteration % t.eval_interval == 0:
+            # the task's evaluation: at --eval-interval, and at --eval-suite-interval (a task
+            # with a benchmark suite, xlda.evaluate.during_training, decides which is due)
+            if any(n and self.iteration % n == 0 for n in (t.eval_interval, t.eval_suite_interval)):
                 with self.metrics.paused():
                     ev = self.evaluate()
                 if ev:
