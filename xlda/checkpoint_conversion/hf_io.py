@@ -11,6 +11,7 @@ import torch
 
 from xlda.checkpoint_conversion.arch import ConversionError
 from xlda.checkpoint_conversion.staging import Staging
+from xlda.data.tokenizer import BOS_CANDIDATES as _BOS_CANDIDATES
 from xlda.data.tokenizer import END_OF_TURN_TOKENS
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,6 @@ log = logging.getLogger(__name__)
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>")
-_BOS_CANDIDATES = ("<s>", "<bos>", "<|begin_of_text|>")
 
 
 def parse_size(text) -> int:

@@ -13,6 +13,9 @@ from xlda.files import sha256_file as _sha256
 
 # Looked up in this order in a HuggingFace tokenizer.json to find the end-of-document token.
 EOD_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eos|>", "[EOS]")
+# A beginning-of-sequence token, in this order: what the HF export declares as bos_token, and
+# what evaluation prefixes an empty context with (as lm-eval's hf backend does)
+BOS_CANDIDATES = ("<s>", "<bos>", "<|begin_of_text|>")
 
 TOKENIZER_TYPES = ("HuggingFaceTokenizer", "SentencePieceTokenizer")
 # Chat templates' end-of-turn markers (ChatML, Llama 3, Gemma): a chat model stops generating at

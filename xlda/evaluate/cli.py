@@ -77,15 +77,6 @@ def _check_args(args) -> None:
         raise EvalError("--hf runs lm-eval's hf backend on one device: TP/PP need --load")
 
 
-def _suite(args):
-    from xlda.evaluate.suite import Suite, SuiteTask, load_suite
-
-    if args.suite:
-        return load_suite(args.suite)
-    names = [t for t in args.tasks.split(",") if t]
-    return Suite("tasks", [SuiteTask(t, "-", None) for t in names])
-
-
 def _model(args):
     if args.load:
         from xlda.evaluate.lm_backend import XldaMegatronLM
@@ -107,14 +98,17 @@ def prepare(args):
     """Flags, the suite, the task data (read here: a missing dataset fails before the model is
     loaded), then the model; its errors are the user's (exit 2)."""
     _check_args(args)
-    from xlda.evaluate.suite import build_tasks, go_offline, resolve, task_manager
+    from xlda.evaluate.suite import (Suite, SuiteTask, build_tasks, go_offline, open_suite,
+                                     resolve, task_manager)
 
     if not args.allow_download:
         go_offline()
-
-    suite = _suite(args)
-    tm = task_manager([*suite.include_path, *args.include_path])
-    specs = resolve(suite, tm, Path(args.data_dir) if args.data_dir else suite.data_dir)
+    if args.suite:
+        suite, tm, _, specs = open_suite(args.suite, args.include_path, args.data_dir)
+    else:
+        suite = Suite("tasks", [SuiteTask(t, "-", None) for t in args.tasks.split(",") if t])
+        tm = task_manager(args.include_path)
+        specs = resolve(suite, tm, Path(args.data_dir) if args.data_dir else None)
     tasks = build_tasks(tm, specs, suite.task_names)
     return suite, tm, tasks, _model(args)
 

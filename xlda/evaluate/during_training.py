@@ -13,7 +13,6 @@ the launch, not iteration N. Always offline (a training job must not depend on t
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 from xlda.training.lm_task import LMTask
@@ -39,46 +38,47 @@ def flatten(rep: dict) -> dict:
 class SuiteEvaluation:
     """The suite of a training run: checked up front, then scored on the trainer's weights."""
 
-    def __init__(self, suite: str, interval: int, include_path=(), data_dir: Optional[str] = None,
-                 limit: Optional[int] = None):
+    def __init__(self, suite: str, interval: int, limit: Optional[int] = None):
         self.suite_arg, self.interval, self.limit = suite, interval, limit
-        self.include_path, self.data_dir = list(include_path), data_dir
-        self._tm = self._suite = None
+        self._suite = self._lm = None
 
     def check(self) -> None:
         """Load the suite and resolve its data (EvalError naming what is missing)."""
-        from xlda.evaluate.suite import go_offline, load_suite, resolve, task_manager
+        from xlda.evaluate.suite import go_offline, open_suite
 
         go_offline()
-        self._suite = suite = load_suite(self.suite_arg)
-        include = [*suite.include_path, *self.include_path]
-        self._tm = task_manager(include)
-        self._data_dir = Path(self.data_dir) if self.data_dir else suite.data_dir
-        resolve(suite, self._tm, self._data_dir)
+        self._suite, self._tm, self._data_dir, _ = open_suite(self.suite_arg)
+
+    def _backend(self, trainer):
+        """The lm-eval model over this trainer (its weights change, the scorer stays)."""
+        if self._lm is None:
+            from xlda.data.tokenizer import build_tokenizer
+            from xlda.evaluate.lm_backend import XldaMegatronLM
+            from xlda.evaluate.scorer import Scorer
+            from xlda.evaluate.session import Session
+
+            cfg = trainer.cfg
+            tok = build_tokenizer(cfg.data.tokenizer_type, cfg.data.tokenizer_model)
+            scorer = Scorer(trainer, vocab_size=cfg.model.vocab_size, pad_id=tok.eod,
+                            max_length=cfg.data.seq_length,
+                            call_size=16 * cfg.training.micro_batch_size * trainer.dp_size)
+            self._lm = XldaMegatronLM(session=Session(trainer, scorer, tok, None, cfg))
+        return self._lm
 
     def __call__(self, trainer) -> dict:
         import lm_eval
 
-        from xlda.data.tokenizer import build_tokenizer
-        from xlda.evaluate.lm_backend import XldaMegatronLM
         from xlda.evaluate.report import suite_report
-        from xlda.evaluate.scorer import Scorer
-        from xlda.evaluate.session import Session
         from xlda.evaluate.suite import build_tasks, resolve
 
         if self._suite is None:
             self.check()
-        cfg = trainer.cfg
-        tok = build_tokenizer(cfg.data.tokenizer_type, cfg.data.tokenizer_model)
-        scorer = Scorer(trainer, vocab_size=cfg.model.vocab_size, pad_id=tok.eod,
-                        max_length=cfg.data.seq_length,
-                        call_size=16 * cfg.training.micro_batch_size * trainer.dp_size)
-        lm = XldaMegatronLM(session=Session(trainer, scorer, tok, trainer.iteration, cfg))
         suite = self._suite
         # tasks are built afresh each time (lm-eval keeps per-run state in them)
         tasks = build_tasks(self._tm, resolve(suite, self._tm, self._data_dir), suite.task_names)
-        results = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=self._tm,
-                                          limit=self.limit, log_samples=True, bootstrap_iters=0)
+        results = lm_eval.simple_evaluate(model=self._backend(trainer), tasks=tasks,
+                                          task_manager=self._tm, limit=self.limit,
+                                          log_samples=True, bootstrap_iters=0)
         return flatten(suite_report(results, suite))
 
 

@@ -19,8 +19,6 @@ from typing import Optional
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 
-BOS_CANDIDATES = ("<s>", "<bos>", "<|begin_of_text|>")  # what the HF export declares as bos
-
 
 def _int(value, name: str) -> int:
     try:
@@ -53,7 +51,6 @@ class XldaMegatronLM(TemplateLM):
         self.scorer = self.session.scorer
         self.tok = self.session.tokenizer
         self.max_gen_toks = _int(max_gen_toks, "max_gen_toks")
-        self.load = str(load)
 
     # -- what lm-eval reads ------------------------------------------------------------------
     @property
@@ -62,6 +59,8 @@ class XldaMegatronLM(TemplateLM):
 
     @property
     def prefix_token_id(self) -> int:
+        from xlda.data.tokenizer import BOS_CANDIDATES
+
         for t in BOS_CANDIDATES:
             tid = self.tok.token_to_id(t)
             if tid is not None:

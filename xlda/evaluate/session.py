@@ -61,10 +61,10 @@ def checkpoint_run_config(load) -> tuple[dict, int]:
     return _read_yaml(iter_dir(load, it) / RUN_CONFIG_FILE), it
 
 
-def eval_run_config(load, *, tensor_parallel: int = 1, pipeline_parallel: int = 1,
+def eval_run_config(load, saved: dict, *, tensor_parallel: int = 1, pipeline_parallel: int = 1,
                     micro_batch_size: int = 8, tokenizer_model: Optional[str] = None,
                     cuda: bool = False, world_size: int = 1) -> EvalRunConfig:
-    saved, _ = checkpoint_run_config(load)
+    """The scoring run of checkpoint ``load`` whose run config is ``saved``."""
     cfg = EvalRunConfig.from_dict({"model": saved["model"]}, where=f"{load}: run_config.yaml")
     data = saved.get("data") or {}
     cfg.data.seq_length = int(data.get("seq_length") or cfg.data.seq_length)
@@ -103,7 +103,7 @@ class Session:
     trainer: object
     scorer: object
     tokenizer: object  # xlda.data.tokenizer (tokenize / detokenize / eod)
-    iteration: int
+    iteration: Optional[int]  # of the checkpoint loaded; None: a training run's live weights
     config: EvalRunConfig
 
 
@@ -119,7 +119,9 @@ def open_session(load, *, tensor_parallel: int = 1, pipeline_parallel: int = 1,
     from xlda.training.dist_env import resolve_env
     from xlda.training.loop import Trainer
 
-    cfg = eval_run_config(load, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
+    saved, it = checkpoint_run_config(load)
+    cfg = eval_run_config(load, saved, tensor_parallel=tensor_parallel,
+                          pipeline_parallel=pipeline_parallel,
                           micro_batch_size=micro_batch_size, tokenizer_model=tokenizer_model,
                           cuda=torch.cuda.is_available(), world_size=resolve_env().world_size)
     cfg.validate()
@@ -130,7 +132,6 @@ def open_session(load, *, tensor_parallel: int = 1, pipeline_parallel: int = 1,
                         f"model {vocab}: not the tokenizer this checkpoint was trained with")
     task = ScoringTask(str(load), vocab, tok.eod)
     trainer = Trainer(cfg, task, print_fn=print_fn).setup()
-    _, it = checkpoint_run_config(load)
     scorer = Scorer(trainer, vocab_size=vocab, pad_id=tok.eod, max_length=cfg.data.seq_length,
                     call_size=16 * cfg.training.global_batch_size)
     return Session(trainer, scorer, tok, it, cfg)

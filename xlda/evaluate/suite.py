@@ -200,6 +200,16 @@ def resolve(suite: Suite, tm, data_dir: Optional[Path]) -> list:
     return specs
 
 
+def open_suite(name_or_path: str, include_path=(), data_dir: Optional[Path] = None) -> tuple:
+    """(suite, task manager, data dir, specs): the suite loaded, its task YAML folders indexed
+    (the suite's own, then ``include_path``), its data resolved (``data_dir``, else the suite's
+    own) with every missing dataset named."""
+    suite = load_suite(name_or_path)
+    tm = task_manager([*suite.include_path, *include_path])
+    data_dir = Path(data_dir) if data_dir else suite.data_dir
+    return suite, tm, data_dir, resolve(suite, tm, data_dir)
+
+
 def build_tasks(tm, specs: list, names: list) -> list:
     """Build lm-eval's Task/Group objects (this reads the datasets), naming the task whose data
     cannot be read."""
