@@ -45,6 +45,9 @@ setup(
                 "spacy>=3.7"],
         # posttrain.py (xlda.posttrain): chat templates are rendered by transformers (Jinja)
         "posttrain": ["transformers>=4.44", "jinja2>=3.1"],
+        # posttrain.py rlvr's accuracy reward: math answer equivalence (an exact-match
+        # fallback without it)
+        "rlvr": ["math-verify>=0.7"],
         "lingua": ["lingua-language-detector>=2.0"],
         # tools/evaluate.py (xlda.evaluate): benchmarks through lm-evaluation-harness
         "eval": ["lm-eval>=0.4.9,<0.5"],

@@ -18,7 +18,7 @@ if [ -z "${PYTHON:-}" ] && [ ! -x "$PY" ]; then
     exit 1
   fi
 fi
-# Reinstall when a requirement of setup.py (with the dev, lingua, curate, posttrain and eval extras) is
+# Reinstall when a requirement of setup.py (with the dev, lingua, curate, posttrain, rlvr and eval extras) is
 # missing or out of range, when xlda is installed from another checkout (CI clones main
 # elsewhere; an editable install elsewhere would leave this checkout's C kernel unbuilt), or when
 # the kernel is not built here.
@@ -38,6 +38,6 @@ if [ "$ready" != yes ] || [ "${XLDA_FORCE_SETUP:-0}" = 1 ]; then
       "${pip_[@]}" --no-deps --index-url "${XLDA_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" \
         torch==2.13.0 | progress
   fi
-  "${pip_[@]}" -c constraints-cpu.txt -e '.[dev,lingua,curate,posttrain,eval]' | progress
+  "${pip_[@]}" -c constraints-cpu.txt -e '.[dev,lingua,curate,posttrain,rlvr,eval]' | progress
 fi
 $PY scripts/setup_check.py --versions

@@ -18,7 +18,8 @@ import re
 import sys
 from pathlib import Path
 
-EXTRAS = ("dev", "lingua", "curate", "posttrain", "eval")  # setup.sh: -e '.[dev,lingua,curate,posttrain,eval]'
+# setup.sh: -e '.[dev,lingua,curate,posttrain,rlvr,eval]'
+EXTRAS = ("dev", "lingua", "curate", "posttrain", "rlvr", "eval")
 
 
 def requirements(setup_py: Path) -> list[str]:

@@ -1,11 +1,11 @@
-"""Make small real SFT/DPO data from per-language JSONL documents (no downloads).
+"""Make small real SFT/DPO data (and verifiable RLVR prompts) from per-language JSONL documents (no downloads).
 
     python tools/make_posttrain_data.py --output out/post       # the bundled corpus
     python tools/make_posttrain_data.py --input en=docs.en.jsonl --input ko=docs.ko.jsonl \
         --group-key page --output out/post                       # any corpus
 
 writes sft.{train,valid}.jsonl (messages conversations) and dpo.{train,valid}.jsonl
-(prompt/chosen/rejected) for posttrain.py; see xlda/posttrain/make_data.py for how.
+(prompt/chosen/rejected) and rlvr.{train,valid}.jsonl (prompt/answer) for posttrain.py; see xlda/posttrain/make_data.py for how.
 """
 import os
 import sys

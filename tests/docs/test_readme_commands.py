@@ -54,12 +54,12 @@ def test_every_readme_command_is_run_or_skipped_with_a_reason():
     assert len(cmds) >= 12
     run = [c for c in cmds if _skip_reason(c) is None]
     # the user's chain: tokenizer, curate -> preprocess x2 -> index -> train with annealing,
-    # preprocess, train, post-training data, SFT, DPO, convert x3
+    # preprocess, train, post-training data, SFT, DPO, RLVR, convert x3
     assert [c.split()[1] for c in run] == [
         "tools/build_tokenizer.py", "tools/curate.py", "tools/preprocess_data.py",
         "tools/preprocess_data.py", "tools/build_packing_index.py", "pretrain_trillion.py",
         "tools/preprocess_data.py", "pretrain_trillion.py",
-        "tools/make_posttrain_data.py", "posttrain.py", "posttrain.py",
+        "tools/make_posttrain_data.py", "posttrain.py", "posttrain.py", "posttrain.py",
         "tools/checkpoint/convert.py", "tools/evaluate.py", "tools/evaluate.py",
         "tools/checkpoint/convert.py", "tools/checkpoint/convert.py"]
 
@@ -94,3 +94,9 @@ def test_readme_commands_run_as_written(tmp_path):
     assert ours["consistency"] == theirs["consistency"] and len(ours["consistency"]) == 3
     assert (repo / "out" / "cur" / "manifest.json").exists()  # the curate chain ran, and trained:
     assert (repo / "runs" / "cur" / "ckpt" / "latest_checkpointed_iteration.txt").exists()
+    # RLVR ran its rounds, timed apart from the steps, and scored the held-out prompts
+    rl = [json.loads(line) for line in
+          (repo / "runs" / "tiny" / "rlvr" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rl if r["kind"] == "train"]
+    assert len(steps) == 4 and all(r["rollout_s"] > 0 and 0 <= r["reward"] <= 2 for r in steps)
+    assert any(r["kind"] == "eval" and "rewards/accuracy" in r for r in rl)

@@ -81,3 +81,14 @@ def dpo_records(n: int, seed: int) -> list:
         else:
             out.append({"prompt": prompt, "chosen": f"n{good}", "rejected": f"n{wrong}"})
     return out
+
+
+def rlvr_records(pairs, forms: bool = True) -> list:
+    """Verifiable prompts 'what is nA plus nB' with answer 'n((A+B)%10)' for each (A, B) of
+    ``pairs``; ``forms``: every other prompt as a message list (TRL's conversational form)."""
+    out = []
+    for i, (a, b) in enumerate(pairs):
+        q = f"what is n{a} plus n{b}"
+        prompt = [{"role": "user", "content": q}] if forms and i % 2 else q
+        out.append({"prompt": prompt, "answer": f"n{(a + b) % 10}"})
+    return out

@@ -176,3 +176,25 @@ def test_stage_counts_and_activation_invariants(layers, heads, groups, ffn, swig
     assert (layer_activation_bytes(m, s, b, t, recompute="full")
             <= layer_activation_bytes(m, s, b, t, recompute="selective")
             <= layer_activation_bytes(m, s, b, t))
+
+
+def test_rlvr_rollout_kv_cache_and_reference_by_hand(capsys):
+    from xlda.training.memory_plan import rollout_kv_cache_bytes
+
+    # 32 rows x 3072 tokens x 32 layers x K and V x 32 heads x 128 x 2 B / TP 2 = 25.77 GB
+    kv = rollout_kv_cache_bytes(trillion_7b(), 32, 3072, 2, 32)
+    assert kv == 32 * 3072 * 32 * 2 * 4096 * 2 / 2 == 25_769_803_776
+    # the rlvr_7b.sbatch layout; the recipe's rollout_micro_batch_size (32) is the default rows
+    args = ["--config", "examples/trillion7b/rlvr_7b.yaml", "--tensor-model-parallel-size", "2",
+            "--num-nodes", "4", "--micro-batch-size", "1", "--no-sequence-parallel",
+            "--attention-backend", "te", "--kv-expansion", "1.0"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    # the cache replaces the step's activations while a round decodes: only what it needs beyond
+    # them (25.77 - 8.88 activations - 0.79 logits - 1.07 MTP = 15.03) is added
+    assert "rollout KV 25.8 GB - activations       15.03" in out
+    assert "55.97  (fits in 80 GB" in out and "KL reference" not in out
+    assert main(args + ["--kl-reference", "--rollout-rows", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "KL reference weights (bf16 copy)        7.76" in out  # 2 B x 3.88 G parameters
+    assert "rollout KV 51.5 GB - activations       40.80" in out

@@ -57,6 +57,15 @@ def main(argv=None) -> int:
                         f"{DEFAULT_KV_EXPANSION}, the p99 of real packed samples at S=4096)")
     p.add_argument("--metrics-jsonl", help="a trainer run's metrics.jsonl: plan for the p99 of its "
                                            "per-step worst-sample K/V expansion")
+    p.add_argument("--rollout-rows", type=int, default=0,
+                   help="RLVR: rows decoded together per model replica (posttrain.py "
+                        "--rollout-micro-batch-size; default: an rlvr recipe's); 0: none")
+    p.add_argument("--rollout-length", type=int, default=None,
+                   help="RLVR: prompt + completion tokens per decoded row (default: "
+                        "--seq-length)")
+    p.add_argument("--kl-reference", action="store_true",
+                   help="RLVR with --beta > 0 (an rlvr recipe's beta > 0 implies it): plan a "
+                        "bf16 copy of the start weights")
     p.add_argument("--meta-count", action="store_true",
                    help="also build the model on the meta device and count its parameters")
     a = p.parse_args(argv)
@@ -64,9 +73,18 @@ def main(argv=None) -> int:
     if not path.exists():
         p.error(f"--config {path}: no such file")
     try:  # the recipe as a run reads it (unknown keys, bad values: one line)
-        run = RunConfig.from_yaml(path)
-    except ConfigError as exc:
+        import yaml
+
+        recipe = yaml.safe_load(path.read_text()) or {}
+        # a post-training recipe (posttrain.py) plans as its run: its RLVR rollouts included
+        post = recipe.pop("posttrain", None) or {} if isinstance(recipe, dict) else {}
+        run = RunConfig.from_dict(recipe, where=str(path))
+    except (ConfigError, yaml.YAMLError) as exc:
         p.error(f"--config {path}: {exc}")
+    if post.get("stage") == "rlvr":
+        if not a.rollout_rows:
+            a.rollout_rows = int(post.get("rollout_micro_batch_size") or 0)
+        a.kl_reference = a.kl_reference or float(post.get("beta") or 0) > 0
     model, par, tr = run.model, run.parallel, run.training
 
     def pick(flag, default):
@@ -87,7 +105,11 @@ def main(argv=None) -> int:
         sequence_parallel=pick(a.sequence_parallel, par.sequence_parallel),
         gpu_memory_gb=a.gpu_memory_gb,
         attention_backend=a.attention_backend,
+        rollout_rows=a.rollout_rows, kl_reference=a.kl_reference,
     )
+    if a.rollout_rows < 0:
+        p.error(f"--rollout-rows {a.rollout_rows}: must be >= 0")
+    c.rollout_length = a.rollout_length or c.seq_length or 0
     if a.kv_expansion is not None:
         if a.kv_expansion < 1:
             p.error(f"--kv-expansion {a.kv_expansion}: must be >= 1 (gathered rows / tokens)")

@@ -41,17 +41,24 @@ class RecordError(ValueError):
         self.reason = reason
 
 
-def check_messages(messages) -> list[dict]:
-    """The messages format: a list of {role, content}; an optional system message first, then
-    user/assistant turns alternating from user, ending with assistant, no empty assistant turn."""
-    if not isinstance(messages, list) or not messages:
-        raise RecordError("no_messages", "'messages' must be a non-empty list")
+def message_list(messages: list) -> list[dict]:
+    """``[{role, content}]`` of a non-empty list whose items are ``{'role': str, 'content': str}``
+    (other keys dropped); a malformed item is a ``bad_message``."""
     out = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("content"), str) \
                 or not isinstance(m.get("role"), str):
             raise RecordError("bad_message", f"message {i} is not {{'role': str, 'content': str}}")
         out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def check_messages(messages) -> list[dict]:
+    """The messages format: a list of {role, content}; an optional system message first, then
+    user/assistant turns alternating from user, ending with assistant, no empty assistant turn."""
+    if not isinstance(messages, list) or not messages:
+        raise RecordError("no_messages", "'messages' must be a non-empty list")
+    out = message_list(messages)
     turns = out[1:] if out[0]["role"] == "system" else out
     want = ["user", "assistant"]
     for i, m in enumerate(turns):

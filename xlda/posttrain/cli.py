@@ -1,5 +1,5 @@
-"""``posttrain.py sft|dpo``: SFT and DPO from a pretrained checkpoint, with pretraining's
-Megatron-LM flag table (xlda.cli.pretrain.FLAGS: model, parallel, optimizer, scheduler,
+"""``posttrain.py sft|dpo|rlvr``: SFT, DPO and RLVR (GRPO) from a pretrained checkpoint, with
+pretraining's Megatron-LM flag table (xlda.cli.pretrain.FLAGS: model, parallel, optimizer, scheduler,
 checkpoint, logging, training, tokenizer) over a YAML recipe, plus the post-training flags below.
 The stage is the first argument (or ``--stage``). User errors end in one
 ``posttrain: error: ...`` line and exit code 2, as pretraining's.
@@ -42,6 +42,34 @@ POST_FLAGS: dict = {
     "--pretrained-checkpoint": _post("pretrained_checkpoint", help="the starting model (an mcore "
                                      "checkpoint dir), read weights only; default: --load when "
                                      "it is not the --save dir"),
+    # RLVR (GRPO): TRL's GRPOConfig names
+    "--num-generations": _post("num_generations", type=int, help="completions per prompt (a "
+                               "group; prompts per step = --global-batch-size / this)"),
+    "--max-completion-length": _post("max_completion_length", type=int,
+                                     help="tokens generated per completion at most"),
+    "--temperature": _post("temperature", type=float, help="rollout sampling temperature (0: "
+                           "greedy)"),
+    "--top-p": _post("top_p", type=float, help="rollout nucleus sampling mass"),
+    "--reward-funcs": _post("reward_funcs", nargs="+", help="reward functions: accuracy, exact, "
+                            "format, or module:function / path.py:function"),
+    "--reward-weights": _post("reward_weights", nargs="+", type=float,
+                              help="one weight per --reward-funcs (default: all 1)"),
+    "--beta": _post("beta", type=float, help="KL coefficient to the start model (default 0: "
+                    "no reference pass)"),
+    "--epsilon": _post("epsilon", type=float, help="the ratio's lower clip, 1 - epsilon"),
+    "--epsilon-high": _post("epsilon_high", type=float, help="the ratio's upper clip, "
+                            "1 + epsilon_high (DAPO's clip-higher)"),
+    "--loss-type": _post("loss_type", help="dapo (token-level normalisation) or grpo "
+                         "(per-sequence means)"),
+    "--scale-rewards": _post("scale_rewards", help="advantages divided by the std of the "
+                             "group, the batch, or none"),
+    "--dynamic-sampling": _post("dynamic_sampling", action="store_const", const=True,
+                                help="groups whose rewards are all equal carry no loss (DAPO)"),
+    "--num-iterations": _post("num_iterations", type=int, help="optimizer steps per "
+                              "generation round (TRL's mu)"),
+    "--rollout-micro-batch-size": _post("rollout_micro_batch_size", type=int,
+                                        help="rows decoded together (default: all of a DP "
+                                        "rank's rows of a round)"),
     "--hf-load": _post("hf_load", help="start from a HuggingFace folder: converted through "
                        "xlda.checkpoint_conversion into <save>/start_hf, the starting model"),
 }
@@ -60,9 +88,9 @@ def _stage(argv: list) -> tuple[Optional[str], list]:
 def resolve(argv: Sequence[str]) -> tuple[PostRunConfig, argparse.Namespace, list]:
     stage, rest = _stage(list(argv))
     parser = build_parser(POST_FLAGS, prog="posttrain.py", base=PostRunConfig(),
-                          usage="%(prog)s {sft,dpo} [-h] [--config RECIPE] [--print-config] "
+                          usage="%(prog)s {sft,dpo,rlvr} [-h] [--config RECIPE] [--print-config] "
                                 "[FLAG ...]",
-                          description="SFT / DPO on megatron-core from a pretrained checkpoint "
+                          description="SFT / DPO / RLVR on megatron-core from a pretrained checkpoint "
                                       "(Megatron-LM flag names over a --config recipe).")
     args, unknown = parser.parse_known_args(rest)
     if unknown:
@@ -85,11 +113,14 @@ def resolve(argv: Sequence[str]) -> tuple[PostRunConfig, argparse.Namespace, lis
 
 
 def build_trainer(cfg: PostRunConfig, print_fn=print):
-    """The training loop with this stage's task (xlda.posttrain.sft_task / dpo_task)."""
+    """The training loop with this stage's task (xlda.posttrain.sft_task / dpo_task /
+    rlvr_task)."""
     from xlda.training.loop import Trainer
 
     if cfg.posttrain.stage == "dpo":
         from xlda.posttrain.dpo_task import DPOTask as task
+    elif cfg.posttrain.stage == "rlvr":
+        from xlda.posttrain.rlvr_task import RLVRTask as task
     else:
         from xlda.posttrain.sft_task import SFTTask as task
     return Trainer(cfg, task(), print_fn=print_fn)

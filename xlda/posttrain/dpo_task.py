@@ -10,8 +10,7 @@ from pathlib import Path
 
 import torch
 
-from xlda.posttrain.start import (chat_template_files, pad_id, post_start, read_records_of,
-                                  renderer, start_checkpoint)
+from xlda.posttrain.start import ChatTask, pad_id, read_records_of, renderer, start_checkpoint
 from xlda.training.lm_task import lm_collator
 from xlda.training.task import BaseTask, TaskData
 
@@ -24,7 +23,7 @@ def response_logps(batch: dict, output_tensor) -> torch.Tensor:
     return -(output_tensor.float() * batch["loss_mask"].float()).sum(-1).view(-1, 2)
 
 
-class DPOTask(BaseTask):
+class DPOTask(ChatTask, BaseTask):
     loss_name = "dpo loss"
     rows_per_sample = 2  # a chosen and a rejected row per pair
     log_formats = {"reward_accuracy": "reward acc {:.3f}", "reward_margin": "margin {:.4f}"}
@@ -49,11 +48,6 @@ class DPOTask(BaseTask):
         return TaskData(self.pairs, lm_collator(cfg, 1, PairCollator), self.pairs.languages,
                         vocab_size=len(r.tok))
 
-    def start(self, cfg):
-        return post_start(cfg)
-
-    def run_files(self) -> dict:
-        return chat_template_files(self.chat_template)
 
     def metric_names(self, training: bool) -> tuple:
         return (self.loss_name, *(name for name, _ in REWARDS))

@@ -9,6 +9,10 @@ answer is the first body lines (up to ``max_answer_chars``); a second turn ("tel
 answers with the next lines. The prompts name no corpus. Deterministic from ``seed``;
 train/valid split by a hash of the document's group (so translations land in one split).
 
+RLVR prompts (``rlvr.{train,valid}.jsonl``) are verifiable by construction: additions of two
+numbers asked in each language, the answer (the sum) in ``answer``, the model asked to box it
+(``\\boxed{}``, read by the ``accuracy`` and ``format`` rewards).
+
 With no inputs, the bundled LibreOffice help corpus is read through a preset (``BUNDLED``):
 its four files, the page path in ``id`` as the group, its navigation header skipped.
 """
@@ -36,6 +40,27 @@ SYSTEM = {"en": "You answer questions about documents, in the language of the qu
           "ko": "문서에 관한 질문에 질문의 언어로 답합니다.",
           "ja": "文書についての質問に、質問と同じ言語で答えます。",
           "zh": "你用提问的语言回答关于文档的问题。"}
+
+ADD = {"en": "What is {a} + {b}? Put the final answer in \\boxed{{}}.",
+       "ko": "{a} 더하기 {b}는 얼마입니까? 최종 답을 \\boxed{{}} 안에 쓰세요.",
+       "ja": "{a} 足す {b} はいくつですか?最終的な答えを \\boxed{{}} の中に書いてください。",
+       "zh": "{a} 加 {b} 等于多少?请把最终答案写在 \\boxed{{}} 中。"}
+RLVR_PER_LANG = 100  # prompts per language
+
+
+def rlvr_prompts(langs, seed: int, valid_percent: int, per_lang: int = RLVR_PER_LANG) -> dict:
+    """{"rlvr.train": [...], "rlvr.valid": [...]}: additions of two 1-3 digit numbers per
+    language (languages without a phrasing of their own are asked in English)."""
+    rng = random.Random(seed + 1)
+    out = {"rlvr.train": [], "rlvr.valid": []}
+    for lang in langs:
+        ask = lang if lang in ADD else "en"
+        for _ in range(per_lang):
+            a, b = rng.randrange(1, 1000), rng.randrange(1, 1000)
+            split = _split(f"{lang}:{a}+{b}", valid_percent)
+            out[f"rlvr.{split}"].append({"prompt": ADD[ask].format(a=a, b=b),
+                                        "answer": str(a + b), "lang": lang})
+    return out
 
 
 class MakeDataError(ValueError):
@@ -132,7 +157,7 @@ def _split(key: str, valid_percent: int) -> str:
 
 def make(inputs: dict, out_dir, spec: Spec = Spec(), per_lang: int = 200, seed: int = 1234,
          max_answer_chars: int = 400, valid_percent: int = 10) -> dict:
-    """Write sft.{train,valid}.jsonl and dpo.{train,valid}.jsonl under ``out_dir`` from
+    """Write sft.{train,valid}.jsonl, dpo.{train,valid}.jsonl (and rlvr.*) under ``out_dir`` from
     ``inputs`` ({lang: [paths]}); returns the record counts. Languages without prompts of their
     own (en/ko/ja/zh have them) are asked in English."""
     rng = random.Random(seed)
@@ -169,6 +194,7 @@ def make(inputs: dict, out_dir, spec: Spec = Spec(), per_lang: int = 200, seed: 
                 continue
             out[f"dpo.{split}"].append({"prompt": q, "chosen": answer, "rejected": rejected,
                                         "lang": lang, "rejected_kind": kind, "source": p.key})
+    out.update(rlvr_prompts(list(inputs), seed, valid_percent))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, recs in out.items():

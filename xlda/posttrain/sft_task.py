@@ -2,13 +2,12 @@
 assistant tokens (the loss and evaluation are pretraining's)."""
 from __future__ import annotations
 
-from xlda.posttrain.start import (chat_template_files, pad_id, post_start, read_records_of,
-                                  renderer)
+from xlda.posttrain.start import ChatTask, pad_id, read_records_of, renderer
 from xlda.training.lm_task import LMTask, lm_collator
 from xlda.training.task import TaskData
 
 
-class SFTTask(LMTask):
+class SFTTask(ChatTask, LMTask):
     def build_data(self, cfg, log) -> TaskData:
         from xlda.posttrain.sft_data import LANGUAGES, SFTDataset, tokenize_conversations
 
@@ -33,8 +32,3 @@ class SFTTask(LMTask):
         return TaskData(train, lm_collator(cfg, len(self.languages)), self.languages,
                         valid=valid, vocab_size=len(r.tok))
 
-    def start(self, cfg):
-        return post_start(cfg)
-
-    def run_files(self) -> dict:
-        return chat_template_files(self.chat_template)

@@ -78,3 +78,17 @@ def chat_template_files(template: str) -> dict:
     from xlda.checkpoint_conversion.convert import CHAT_TEMPLATE_FILE
 
     return {CHAT_TEMPLATE_FILE: template}
+
+
+class ChatTask:
+    """What every post-training task shares: its start (``post_start``: the start model, or this
+    run's own checkpoint) and the chat template it trains with, kept beside its checkpoints
+    (``chat_template`` is set by the task's build_data)."""
+
+    chat_template: str = ""
+
+    def start(self, cfg):
+        return post_start(cfg)
+
+    def run_files(self) -> dict:
+        return chat_template_files(self.chat_template)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -158,7 +159,8 @@ class Trainer:
     def _extra_state(self) -> dict:
         return {"consumed_samples": self.data.consumed_samples, "data": self.data.state_dict(),
                 "annealing": self.switch.state_dict(),
-                "lang_tokens_total": dict(self.lang_tokens_total)}
+                "lang_tokens_total": dict(self.lang_tokens_total),
+                "task": self.task.state_dict()}
 
     def save(self):
         ck = self._ckpt_module()
@@ -207,6 +209,7 @@ class Trainer:
         self.data.load_state_dict(extra["data"])
         self.switch.load_state_dict(extra["annealing"])
         self.lang_tokens_total = {k: int(v) for k, v in extra.get("lang_tokens_total", {}).items()}
+        self.task.load_state_dict(extra.get("task") or {})
         self.log0(f"[xlda] resumed from {load_dir} at iteration {self.iteration} "
                   f"(consumed samples {self.data.consumed_samples}, "
                   f"annealing {'on' if self.data.use_annealing else 'off'})")
@@ -380,6 +383,24 @@ class Trainer:
             for c in self.model_chunks:
                 c.train()
 
+    @contextlib.contextmanager
+    def inference(self):
+        """Eval mode, no autograd, and the main LM head only: megatron-core's GPTModel runs its
+        multi-token-prediction block (a training-time auxiliary loss, which needs labels)
+        whenever the model has one; scoring passes and decoding read the main head alone."""
+        from xlda.training.checkpoint_mcore import unwrap
+
+        models = [unwrap(c) for c in self.model_chunks]
+        saved = [(m.mtp_process, m.config.mtp_num_layers) for m in models]
+        try:
+            for m in models:
+                m.mtp_process, m.config.mtp_num_layers = False, None
+            with self._eval_mode():
+                yield
+        finally:
+            for m, (process, layers) in zip(models, saved):
+                m.mtp_process, m.config.mtp_num_layers = process, layers
+
     def evaluate(self) -> dict:
         """The task's evaluation of the current weights (named metrics)."""
         return self.task.evaluate(self)
@@ -423,7 +444,7 @@ class Trainer:
             return zero, torch.ones((), dtype=torch.int, device=zero.device), {}
 
         try:
-            with self._eval_mode():
+            with self.inference():
                 self._run_schedule(stream, True, lambda batch: partial(keep, batch),
                                    num_microbatches=steps, seq_length=seq_length, logits=logits)
         finally:
@@ -472,7 +493,11 @@ class Trainer:
                 self.log0(f"[xlda] iteration {self.iteration}: WSD decay starts; data -> "
                           f"{'annealing blend' if changed else 'unchanged (no annealing blend)'}")
             lr = self.optimizer.param_groups[0]["lr"]
+            # the task's work before the step (RLVR: the rollouts), timed apart from the step
+            pre = dict(self.task.before_step(self) or {})
+            t_step = time.perf_counter()
             step = self.train_step()
+            pre["train_s"] = time.perf_counter() - t_step
             self.iteration += 1
             names = self.task.metric_names(True)
             loss, gnorm = step[names[0]], step["grad_norm"]
@@ -503,7 +528,7 @@ class Trainer:
                                        "kv_expansion_max": step["kv_max_row"] / self.cfg.data.seq_length,
                                        "kv_over_cap": step["kv_over_cap"],
                                        **{f"tokens_{lang}": n for lang, n in step["lang_tokens"].items()},
-                                       **shares,
+                                       **shares, **pre,
                                        **{k: step[k] for k in names[1:] if k in step}})
             # the task's evaluation: at --eval-interval, and at --eval-suite-interval (a task
             # with a benchmark suite, xlda.evaluate.during_training, decides which is due)

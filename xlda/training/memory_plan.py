@@ -25,6 +25,12 @@ else DEFAULT_KV_EXPANSION (p99 measured on real packed samples at S = 4096, benc
 The flex executor keeps one BlockMask per micro-batch (4 int32 [B, S/128, S/128] index tensors
 plus counts) and builds it with O(B x S/128 x S) int32 temporaries (xlda.attention.flex).
 
+RLVR rollouts (``rollout_rows`` > 0): megatron-core's static KV cache holds K and V of every
+layer of the stage for ``rollout_rows`` rows x ``rollout_length`` tokens (2 x 2 B x G d / TP per
+token and layer) while a round decodes; it is freed before the step trains, so it competes with
+the step's activations, not on top of them: the plan adds what it needs beyond them. With
+``kl_reference`` (``--beta > 0``) a bf16 copy of the start weights stays beside the model.
+
 FP8 (note only): Megatron keeps bf16 params + fp32 master weights, so FP8 does not shrink the
 weight/optimizer rows; it adds transient FP8 weight copies and can halve linear-layer inputs.
 """
@@ -86,6 +92,9 @@ class MemoryPlanConfig:
     attention_backend: str | None = None  # None: the model's (thd/te gather K/V, flex a BlockMask)
     kv_expansion: float = DEFAULT_KV_EXPANSION
     kv_expansion_source: str = "default: p99 of real packed samples at S=4096"
+    rollout_rows: int = 0  # RLVR: rows decoded together per model replica (0: no rollouts)
+    rollout_length: int = 0  # RLVR: prompt + completion tokens of a decoded row
+    kl_reference: bool = False  # RLVR --beta > 0: a bf16 copy of the start weights
 
     @property
     def world_size(self) -> int:
@@ -190,6 +199,12 @@ def layer_activation_bytes(model_cfg, s: int, b: int, t: int = 1, sp: bool = Fal
     return rep / (t if sp else 1) + (par + mlp) / t
 
 
+def rollout_kv_cache_bytes(model_cfg, rows: int, length: int, tp: int, layers: int) -> float:
+    """megatron-core's static KV cache on one GPU: K and V (16-bit) per token and layer."""
+    g, d = model_cfg.query_groups, model_cfg.head_dim
+    return 2 * 2 * rows * length * layers * g * d / tp
+
+
 def stage_parameters(model_cfg, tp: int, pp: int) -> dict[str, int]:
     """Parameters on one GPU of the first and the last pipeline stage (TP-sharded)."""
     h, L = model_cfg.hidden_size, model_cfg.num_layers
@@ -244,6 +259,14 @@ def plan(model_cfg, c: MemoryPlanConfig) -> MemoryPlan:
         if c.recompute_granularity == "full":
             rows["recompute working set (1 layer)"] = layer_activation_bytes(
                 model_cfg, s, b, tp, sp, None, c.attention_matrix_stored, E)
+        if c.kl_reference:
+            rows["KL reference weights (bf16 copy)"] = 2.0 * n
+        if c.rollout_rows:
+            kv = rollout_kv_cache_bytes(model_cfg, c.rollout_rows, c.rollout_length, tp,
+                                        layers_per_stage)
+            step = sum(v for k, v in rows.items() if k.startswith(("activations", "logits",
+                                                                   "MTP", "THD", "flex")))
+            rows[f"rollout KV {kv / GB:.1f} GB - activations"] = max(0.0, kv - step)
         rows["reserved (context/NCCL/fragm.)"] = c.reserved_gb * GB
         p = MemoryPlan(c, stage, n, bpp, rows)
         if best is None or p.total_bytes > best.total_bytes:

@@ -67,6 +67,16 @@ class TrainTask(Protocol):
     def ready(self, trainer) -> None:
         """Called once the start weights are loaded (DPO scores its reference pass here)."""
 
+    def before_step(self, trainer) -> Mapping[str, float]:
+        """Called before each training step (RLVR generates its rollouts here); returns metrics
+        for that iteration's log entry (e.g. the rollout's seconds), or an empty dict."""
+
+    def state_dict(self) -> dict:
+        """The task's own resumable state (tensors and plain values), kept in the checkpoint."""
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore ``state_dict()`` when a run resumes (before ``ready``)."""
+
     def evaluate(self, trainer) -> dict: ...
 
     def run_files(self) -> dict:
@@ -92,8 +102,17 @@ class BaseTask:
     def ready(self, trainer) -> None:
         return None
 
+    def before_step(self, trainer) -> Mapping[str, float]:
+        return {}
+
     def evaluate(self, trainer) -> dict:
         return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        return None
 
     def run_files(self) -> dict:
         return {}
