@@ -125,22 +125,28 @@ def bundled_lengths() -> dict:
     under a byte-level BPE (8,000 tokens) trained on 300 documents per language, + EOD."""
     import gzip
 
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     from xlda.paths import corpus_dir
 
     texts = {}
     for lang in SHARES:
         with gzip.open(os.path.join(corpus_dir(), f"libreoffice_help.{lang}.jsonl.gz"), "rt") as f:
             texts[lang] = [json.loads(line)["text"] for line in f if line.strip()]
+    tok = train_bpe(texts)
+    return {lang: np.array([len(e.ids) + 1 for e in tok.encode_batch(ts)], dtype=np.int32)
+            for lang, ts in texts.items()}
+
+
+def train_bpe(texts: dict):
+    """A byte-level BPE (8,000 tokens) trained on the first 300 documents of each language."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator([t for ts in texts.values() for t in ts[:300]], trainers.BpeTrainer(
         vocab_size=8000, special_tokens=["<|endoftext|>"], show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return {lang: np.array([len(e.ids) + 1 for e in tok.encode_batch(ts)], dtype=np.int32)
-            for lang, ts in texts.items()}
+    return tok
 
 
 def shares(n_docs: int, max_windows: int = 200_000) -> None:

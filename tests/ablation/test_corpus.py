@@ -47,7 +47,7 @@ def test_reading_errors_name_the_file_line_and_flag(tmp_path):
         ReadSpec(group_key="page", group_pattern="(")
     for value in (None, "", [1], True):  # would merge unrelated documents into one group
         p = write_jsonl(tmp_path / "n.jsonl", [{"page": value, "text": "a"}])
-        with pytest.raises(ValueError, match=r"n.jsonl:1: page .* not a usable alignment key"):
+        with pytest.raises(ValueError, match=r"n.jsonl:1: page .* not a usable group key"):
             read_docs(p, "en", ReadSpec(group_key="page", script_filter=False))
 
 

@@ -117,7 +117,7 @@ def test_rejects_counted_with_file_line(tmp_path, wl, capsys):
     assert m["rejected"] == {"malformed_json": 2, "invalid_utf8": 1, "invalid_unicode": 0, "missing_text_key": 1,
                              "text_not_string": 1, "empty_document": 1, "document_too_long": 0,
                              "missing_language": 1, "invalid_language": 0, "undetected_language": 0,
-                             "unknown_language": 1}
+                             "unknown_language": 1, "bad_group": 0}
     assert m["blank_lines"] == 1
     assert m["languages"]["en"]["documents"] == 1
     ex = m["reject_examples"]
@@ -152,11 +152,11 @@ def test_failure_midway_leaves_no_outputs(tmp_path, wl, monkeypatch):
     src = write_jsonl(tmp_path / "a.jsonl", DOCS * 200)
     real_add, n = pp.LanguageWriter.add, [0]
 
-    def flaky(self, lang, ids):
+    def flaky(self, lang, ids, group=0):
         n[0] += 1
         if n[0] == 500:
             raise KeyboardInterrupt
-        real_add(self, lang, ids)
+        real_add(self, lang, ids, group)
 
     monkeypatch.setattr(pp.LanguageWriter, "add", flaky)
     assert cli(wl, [src], tmp_path / "out" / "x") == 130

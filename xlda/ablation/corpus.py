@@ -19,7 +19,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -46,33 +45,15 @@ class ReadSpec:
     script_filter: bool = True
 
     def __post_init__(self):
+        from xlda.data.groups import GroupSpec
+
         if self.group_pattern and not self.group_key:
             raise ValueError("--group-pattern needs --group-key (the field it applies to)")
-        try:
-            self._re = re.compile(self.group_pattern) if self.group_pattern else None
-        except re.error as e:
-            raise ValueError(f"--group-pattern {self.group_pattern!r}: not a regular expression "
-                             f"({e})") from None
+        # the alignment key is the packer's group (xlda.data.groups): one reading of a key
+        self._group = GroupSpec(self.group_key, self.group_pattern) if self.group_key else None
 
     def group_of(self, doc: dict, where: str) -> Optional[str]:
-        if not self.group_key:
-            return None
-        if self.group_key not in doc:
-            raise ValueError(f"{where}: no field {self.group_key!r} (--group-key); fields: "
-                             f"{sorted(doc)}")
-        value = doc[self.group_key]
-        if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
-            # null or "" would silently merge unrelated documents into one "translation" group
-            raise ValueError(f"{where}: {self.group_key} {value!r} is not a usable alignment key "
-                             f"(--group-key needs a non-empty string or integer)")
-        value = str(value)
-        if self._re is None:
-            return value
-        m = self._re.search(value)
-        if m is None:
-            raise ValueError(f"{where}: {self.group_key} {value!r} does not match --group-pattern "
-                             f"{self.group_pattern!r}")
-        return m.group(1) if m.groups() else m.group(0)
+        return self._group.group_of(doc, where) if self._group is not None else None
 
 
 def read_docs(paths, lang: str, spec: ReadSpec = ReadSpec()) -> list[dict]:

@@ -56,6 +56,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 preflight.check_files(cfg.data.language_paths(annealing=True),
                                       "--annealing-data-path")
             preflight.check_beta(cfg.data.xlda_beta, main_paths, "--xlda-beta")
+            preflight.check_groups(cfg.data, main_paths)
     except (ConfigError, ValueError) as e:
         say_error("build_packing_index", e)
         return 2

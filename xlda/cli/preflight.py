@@ -29,8 +29,26 @@ def check(cfg: RunConfig, cuda: bool, log: Callable[[str], None] = print,
     check_files(main, "--data-path")
     if cfg.data.annealing_data_path or cfg.data.annealing_paths:
         check_files(cfg.data.language_paths(annealing=True), "--annealing-data-path")
+        check_groups(cfg.data, cfg.data.language_paths(annealing=True))
     check_beta(cfg.data.xlda_beta, main, beta_source)
+    check_groups(cfg.data, main)
     check_tokenizer(cfg, main, log)
+
+
+def check_groups(data, paths: dict) -> None:
+    """With --xlda-affinity-p > 0: every prefix has its groups file (xlda.data.groups)."""
+    if not data.xlda_affinity_p:
+        return
+    from xlda.data.groups import groups_path
+
+    for lang, prefixes in paths.items():
+        for prefix in prefixes:
+            f = groups_path(prefix, data.xlda_affinity_key)
+            if not os.path.isfile(f):
+                raise ConfigError(
+                    f"--xlda-affinity-key {data.xlda_affinity_key}: {f} not found (the groups of "
+                    f"`{_short_name(prefix)}`); preprocess it with tools/preprocess_data.py "
+                    f"--group-key {data.xlda_affinity_key}, or drop --xlda-affinity-p")
 
 
 def check_device(cfg: RunConfig, cuda: bool) -> None:

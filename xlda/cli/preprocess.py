@@ -36,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-doc-chars", type=int, default=4_000_000,
                    help="documents longer than this many characters are rejected as document_too_long "
                    "(bounds a worker's memory); 0: no cap")
+    g.add_argument("--group-key", default=None, metavar="FIELD",
+                   help="store each document's group (this field's value: a page path, an "
+                   "interlanguage link, a URL; documents sharing it translate or discuss each other) "
+                   "beside each dataset as <dataset>.group-FIELD.npy, for the packer's "
+                   "--xlda-affinity-key FIELD; a document without it is rejected as bad_group")
+    g.add_argument("--group-pattern", default=None, metavar="REGEX",
+                   help="with --group-key: a regex applied to the field; its first group (else the "
+                   "whole match) is the group")
     g = p.add_argument_group("tokenizer")
     g.add_argument("--tokenizer-type", required=True, choices=TOKENIZER_TYPES,
                    help="What type of tokenizer to use.")
@@ -80,6 +88,8 @@ def main(argv=None) -> int:
         strict=args.strict,
         max_reject_examples=args.max_reject_examples,
         max_doc_chars=args.max_doc_chars,
+        group_key=args.group_key,
+        group_pattern=args.group_pattern,
     )
     rc, report = run_tool("preprocess_data", lambda pre: pre.run(),
                           (PreprocessError, TokenizerError, ValueError, RuntimeError, OSError),

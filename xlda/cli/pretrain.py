@@ -152,6 +152,12 @@ FLAGS: dict[str, dict] = {
     "--xlda-alpha": dict(section="data", type=float),
     "--xlda-beta": dict(section="data", type=_beta),
     "--xlda-rho": dict(section="data", type=float),
+    "--xlda-affinity-key": dict(section="data", help="affinity packing: the document group field "
+                                "(stored by tools/preprocess_data.py --group-key FIELD beside "
+                                "each dataset)"),
+    "--xlda-affinity-p": dict(section="data", type=float, help="affinity packing: the "
+                              "probability that a document is followed, in its window, by a "
+                              "member of its group in another language (0: off)"),
     "--xlda-max-kv-expansion": dict(section="data", type=float),
     "--xlda-kv-cap-action": dict(section="data", choices=["flag", "raise"]),
     "--annealing-data-path": dict(section="data", nargs="+"),
@@ -293,7 +299,8 @@ def _resolve(argv):
 # Where the data layer checks what the user asked for (mixture knobs, packability, splits): a
 # ValueError raised there is a user error, reported with the flag names the user typed.
 _FLAG_NAMES = (("lang_prefixes", "--data-path"), ("xlda_beta", "--xlda-beta"),
-               ("xlda_alpha", "--xlda-alpha"), ("xlda_rho", "--xlda-rho"))
+               ("xlda_alpha", "--xlda-alpha"), ("xlda_rho", "--xlda-rho"),
+               ("xlda_affinity_p", "--xlda-affinity-p"))
 
 
 def _data_user_error(exc: BaseException) -> Optional[str]:

@@ -16,6 +16,7 @@ enum { ST_POS, ST_CUR, ST_CTR, ST_SWWIN, ST_PIECES, ST_SAMPLE, ST_BOUND, ST_FORC
        ST_BANDCUT, ST_BANDSW, ST_DOCSW, ST_LANG };
 enum { PHASE_PLACE, PHASE_DECIDE, PHASE_START, PHASE_DONE };
 enum { DONE, NEED_EPOCH, OUT_FULL };
+enum { AF_CTR, AF_TRY, AF_HIT, AF_EPOCH };  /* affinity state slots (packing_ref.py) */
 #define MAXL 64
 #define ROOM_CAP ((int64_t)1 << 60)
 
@@ -79,6 +80,60 @@ static int64_t band_room(const int64_t *st, const double *probs, double band, in
     return (int64_t)floor(x);
 }
 
+/* affinity (packing_ref._affinity): the tables, borrowed from the Python arguments */
+typedef struct {
+    int on;
+    double p;
+    uint64_t key;
+    const int32_t *grp[MAXL];
+    const int64_t *gptr[MAXL];
+    const int32_t *gdocs[MAXL];
+    int64_t *inv[MAXL];
+    int64_t *ast;
+} Affinity;
+
+static int64_t affinity(int64_t *st, const double *probs, double band, int L,
+                        const Py_buffer *ords, const Py_buffer *lens, Affinity *a, int64_t cur,
+                        int64_t k) {
+    const int32_t *oc = ords[cur].buf;
+    int64_t g = a->grp[cur][oc[st[ST_LANG + 3 * cur] - 1]];
+    if (g < 0) return -1;
+    double u = uniform(a->key, a->ast[AF_CTR]);
+    a->ast[AF_CTR] += 1;
+    if (u >= a->p) return -1;
+    a->ast[AF_TRY] += 1;
+    double tt = (double)st[ST_TTOT];
+    for (int64_t t = -1; t < L; t++) {  /* k first, then the others in order */
+        int64_t m = t < 0 ? k : t;
+        if (t >= 0 && (m == k || m == cur)) continue;
+        int64_t bm = ST_LANG + 3 * m;
+        if (probs[m] <= 0.0 || st[bm + 1] != 0 || st[bm] >= ords[m].len / 4 ||
+            (double)st[bm + 2] - probs[m] * tt + (1.0 - probs[m]) > band)
+            continue;
+        int64_t n = lens[m].len / 4, ptr = st[bm], e = ptr / n;
+        int32_t *om = ords[m].buf;
+        int64_t *inv = a->inv[m];
+        if (a->ast[AF_EPOCH + m] != e) {  /* the position table of m's current epoch */
+            for (int64_t q = e * n; q < (e + 1) * n; q++) inv[om[q]] = q;
+            a->ast[AF_EPOCH + m] = e;
+        }
+        for (int64_t j = a->gptr[m][g]; j < a->gptr[m][g + 1]; j++) {
+            int32_t doc = a->gdocs[m][j];
+            int64_t at = inv[doc];
+            if (ptr <= at) {
+                int32_t front = om[ptr];
+                om[ptr] = doc;
+                om[at] = front;
+                inv[doc] = ptr;
+                inv[front] = at;
+                a->ast[AF_HIT] += 1;
+                return m;
+            }
+        }
+    }
+    return -1;
+}
+
 static int check(Py_buffer *b, Py_ssize_t itemsize, const char *name) {
     if (b->itemsize != itemsize || b->len % itemsize != 0) {
         PyErr_Format(PyExc_TypeError, "_packing_kernel: %s must have %zd-byte items", name,
@@ -97,11 +152,15 @@ static PyObject *pack(PyObject *self, PyObject *args) {
     double buffer, band;
     unsigned long long ukey;
     long long S, need, n_samples;
-    PyObject *olen, *oord;
-    if (!PyArg_ParseTuple(args, "w*y*y*ddKLLLOOy*w*w*w*w*w*w*w*", &bst, &bpr, &brs, &buffer,
+    PyObject *olen, *oord, *oaff = Py_None;
+    if (!PyArg_ParseTuple(args, "w*y*y*ddKLLLOOy*w*w*w*w*w*w*w*|O", &bst, &bpr, &brs, &buffer,
                           &band, &ukey, &S, &need, &n_samples, &olen, &oord, &bid, &bpd, &bpl, &bcp,
-                          &bco, &bcl, &bsp, &bso))
+                          &bco, &bcl, &bsp, &bso, &oaff))
         return NULL;
+    Affinity aff = {0};
+    Py_buffer abufs[4 * MAXL + 1];  /* groups, gptr, gdocs, inv per language; the state */
+    int na = 0;
+    PyObject *atup = NULL;
     Py_buffer *all[] = {&bst, &bpr, &brs, &bid, &bpd, &bpl, &bcp, &bco, &bcl, &bsp, &bso};
     Py_buffer lens[MAXL], ords[MAXL];
     int nl = 0, no = 0, code = -1;
@@ -131,10 +190,64 @@ static PyObject *pack(PyObject *self, PyObject *args) {
                                PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto out;
         if (!check(&lens[nl], 4, "lengths[l]")) { nl++; goto out; }
     }
-    for (; no < L; no++) {
+    aff.on = oaff != Py_None;
+    for (; no < L; no++) {  /* affinity swaps documents within an epoch: writable orders */
         if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(so, no), &ords[no],
-                               PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto out;
+                               PyBUF_C_CONTIGUOUS | PyBUF_FORMAT |
+                                   (aff.on ? PyBUF_WRITABLE : 0)) < 0) goto out;
         if (!check(&ords[no], 4, "orders[l]")) { no++; goto out; }
+    }
+    if (aff.on) {  /* (p, key, groups, gptr, gdocs, inv, state): packing.affinity_tables */
+        atup = PySequence_Fast(oaff, "affinity must be a sequence");
+        if (!atup) goto out;
+        if (PySequence_Fast_GET_SIZE(atup) != 7) {
+            PyErr_SetString(PyExc_ValueError, "_packing_kernel.pack: affinity has 7 items");
+            goto out;
+        }
+        PyObject **it = PySequence_Fast_ITEMS(atup);
+        aff.p = PyFloat_AsDouble(it[0]);
+        aff.key = (uint64_t)PyLong_AsUnsignedLongLongMask(it[1]);
+        if (PyErr_Occurred()) goto out;
+        const Py_ssize_t size[4] = {4, 8, 4, 8};
+        const char *names[4] = {"groups[l]", "gptr[l]", "gdocs[l]", "inv[l]"};
+        for (int t = 0; t < 4; t++) {
+            PyObject *seq = it[2 + t];
+            if (!PySequence_Check(seq) || PySequence_Size(seq) != L) {
+                PyErr_SetString(PyExc_ValueError, "_packing_kernel.pack: one affinity table "
+                                                  "per language");
+                goto out;
+            }
+            for (int l = 0; l < L; l++) {
+                PyObject *arr = PySequence_GetItem(seq, l);
+                if (!arr) goto out;
+                int r = PyObject_GetBuffer(arr, &abufs[na], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT |
+                                                                (t == 3 ? PyBUF_WRITABLE : 0));
+                Py_DECREF(arr);
+                if (r < 0) goto out;
+                na++;
+                if (!check(&abufs[na - 1], size[t], names[t])) goto out;
+                void *buf = abufs[na - 1].buf;
+                Py_ssize_t m = abufs[na - 1].len / size[t], nd = lens[l].len / 4;
+                if ((t == 0 || t == 3) && m != nd) {
+                    PyErr_SetString(PyExc_ValueError, "_packing_kernel.pack: an affinity table "
+                                                      "of the wrong length");
+                    goto out;
+                }
+                if (t == 0) aff.grp[l] = buf;
+                else if (t == 1) aff.gptr[l] = buf;
+                else if (t == 2) aff.gdocs[l] = buf;
+                else aff.inv[l] = buf;
+            }
+        }
+        if (PyObject_GetBuffer(it[6], &abufs[na], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT |
+                                                      PyBUF_WRITABLE) < 0) goto out;
+        na++;
+        if (!check(&abufs[na - 1], 8, "affinity state")) goto out;
+        if (abufs[na - 1].len / 8 < AF_EPOCH + L) {
+            PyErr_SetString(PyExc_ValueError, "_packing_kernel.pack: affinity state too short");
+            goto out;
+        }
+        aff.ast = abufs[na - 1].buf;
     }
     {
         int64_t *st = bst.buf;
@@ -182,6 +295,11 @@ static PyObject *pack(PyObject *self, PyObject *args) {
                                    band, cur);
                 int64_t bk = ST_LANG + 3 * k;
                 if (st[bk] >= ords[k].len / 4) { code = NEED_EPOCH; ret_lang = k; break; }
+                int af = 0;  /* affinity: d's group member follows d here (switch now) */
+                if (inside && aff.on) {
+                    int64_t m = affinity(st, probs, band, L, ords, lens, &aff, cur, k);
+                    if (m >= 0) { k = m; bk = ST_LANG + 3 * k; af = 1; }
+                }
                 int64_t nk = (int64_t)((const int32_t *)lens[k].buf)[
                     ((const int32_t *)ords[k].buf)[st[bk]]] - st[bk + 1];
                 double u = uniform(key, st[ST_CTR] + 1);
@@ -193,7 +311,7 @@ static PyObject *pack(PyObject *self, PyObject *args) {
                 int force = inside && st[ST_SWWIN] != w && (nxt >= room || nk > room);
                 int plan = 0;
                 int64_t c = 0;
-                if (force && 2 <= nk && nk <= room) {
+                if (force && 2 <= nk && nk <= room && !af) {
                     c = (w + 1) * S + 1 - nk;
                     plan = pos < c && c < pos + nxt;
                 }
@@ -203,7 +321,7 @@ static PyObject *pack(PyObject *self, PyObject *args) {
                 int bsw = !force && (ek <= -band ||
                                      (double)st[b + 2] - probs[cur] * tt + (1.0 - probs[cur]) >
                                          band);
-                fr = fr && ek + (1.0 - probs[k]) <= band;
+                fr = (fr || af) && ek + (1.0 - probs[k]) <= band;
                 st[ST_BOUND] += 1;
                 if (force) st[ST_FORCED] += 1;
                 else if (bsw) st[ST_BANDSW] += 1;
@@ -308,6 +426,8 @@ static PyObject *pack(PyObject *self, PyObject *args) {
         Py_END_ALLOW_THREADS
     }
 out:
+    for (int i = 0; i < na; i++) PyBuffer_Release(&abufs[i]);
+    Py_XDECREF(atup);
     for (int i = 0; i < nl; i++) PyBuffer_Release(&lens[i]);
     for (int i = 0; i < no; i++) PyBuffer_Release(&ords[i]);
     Py_XDECREF(sl);
@@ -324,4 +444,9 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_packing_kernel",
                                     "Compiled XLDA packing walk", -1, methods};
 
-PyMODINIT_FUNC PyInit__packing_kernel(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__packing_kernel(void) {
+    PyObject *m = PyModule_Create(&module);
+    /* packing.py falls back to the Python twin for affinity with a kernel built before it */
+    if (m && PyModule_AddIntConstant(m, "AFFINITY", 1) < 0) { Py_DECREF(m); return NULL; }
+    return m;
+}

@@ -48,6 +48,10 @@ class XLDADatasetConfig(GPTDatasetConfig):
     xlda_alpha: float = 1.0
     xlda_beta: Optional[Dict[str, float]] = None
     xlda_rho: float = 0.5
+    # affinity packing (xlda.data.packing): the documents' group field, stored beside each
+    # dataset by tools/preprocess_data.py --group-key FIELD, and the probability p
+    xlda_affinity_key: Optional[str] = None
+    xlda_affinity_p: float = 0.0
     mock: bool = False  # redeclared as an init field: --mock-data
     mock_languages: Sequence[str] = DEFAULT_MOCK_LANGUAGES
     mock_num_documents: int = 2000
@@ -81,6 +85,11 @@ class XLDADatasetConfig(GPTDatasetConfig):
             self.split_matrix = convert_split_vector_to_split_matrix(
                 parse_and_normalize_split(user_split))
         validate_rho(self.xlda_rho)
+        if not 0.0 <= self.xlda_affinity_p <= 1.0:
+            raise ValueError(f"--xlda-affinity-p {self.xlda_affinity_p}: must be in [0, 1]")
+        if self.xlda_affinity_p > 0 and (self.mock or not self.xlda_affinity_key):
+            raise ValueError("--xlda-affinity-p > 0 needs --xlda-affinity-key FIELD and real data "
+                             "whose groups tools/preprocess_data.py --group-key FIELD stored")
         # alpha range, negative and unknown beta are checkable now; all-zero needs sizes
         language_probabilities(self.languages, [1] * len(self.languages),
                                self.xlda_alpha, self.xlda_beta)
@@ -121,6 +130,29 @@ class XLDACorpus:
             self._tokens = [int(sum(int(np.asarray(p.sequence_lengths).sum(dtype=np.int64))
                                     for p in parts)) for parts in self.datasets]
         return self._tokens
+
+    def groups(self, lang: int, field: str) -> np.ndarray:
+        """Language ``lang``'s document groups (int64, xlda.data.groups), its parts
+        concatenated as the documents are."""
+        from xlda.data.groups import read_groups
+
+        parts = [read_groups(p.path_prefix, field, len(p.sequence_lengths))
+                 for p in self.datasets[lang]]
+        if len(parts) == 1:
+            return np.asarray(parts[0])
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def groups_identity(self, field: str) -> list:
+        """The groups files' paths, sizes and mtimes (the index cache key with affinity)."""
+        from xlda.data.groups import groups_path
+
+        out = []
+        for lang, parts in zip(self.languages, self.datasets):
+            for p in parts:
+                f = groups_path(p.path_prefix, field)
+                st = os.stat(f) if os.path.isfile(f) else None
+                out.append([lang, os.path.abspath(f)] + ([st.st_size, st.st_mtime] if st else []))
+        return out
 
     def doc_length(self, lang: int, doc: int) -> int:
         part = int(np.searchsorted(self.doc_offsets[lang], doc, side="right")) - 1
@@ -182,6 +214,10 @@ def index_params(config: XLDADatasetConfig, corpus: XLDACorpus, split: Split,
         "split_matrix": config.split_matrix, "split": split.name,
         "num_samples": num_samples, "extra": extra,
         "reset_position_ids": config.reset_position_ids, "eod_mask_loss": config.eod_mask_loss,
+        # (only with affinity: an index without it keeps its cache key)
+        **({"affinity": {"key": config.xlda_affinity_key, "p": config.xlda_affinity_p,
+                         "groups": corpus.groups_identity(config.xlda_affinity_key)}}
+           if config.xlda_affinity_p > 0 else {}),
     }
 
 
@@ -224,6 +260,8 @@ class XLDADataset(MegatronDataset):
         self.probs = language_probabilities(self.languages, dataset.tokens,
                                             config.xlda_alpha, config.xlda_beta)
         lengths = [dataset.lengths(l)[r.start:r.stop] for l, r in enumerate(self.doc_ids)]
+        groups = [dataset.groups(l, config.xlda_affinity_key)[r.start:r.stop]
+                  for l, r in enumerate(self.doc_ids)] if config.xlda_affinity_p > 0 else None
         split_tokens = [int(x.sum(dtype=np.int64)) for x in lengths]
         where = f"the {index_split.name} split (split={config.split!r})"
         check_packable(self.languages, self.probs, split_tokens, where)
@@ -239,7 +277,8 @@ class XLDADataset(MegatronDataset):
             lambda out_dir: build_packed_index(
                 lengths, self.doc_ids, self.probs, config.xlda_rho, config.sequence_length,
                 num_samples, config.random_seed, index_split.value, self.extra,
-                progress=logger.info, out_dir=out_dir, languages=self.languages))
+                progress=logger.info, out_dir=out_dir, languages=self.languages,
+                groups=groups, affinity_p=config.xlda_affinity_p))
 
     @staticmethod
     def build_low_level_dataset(dataset_path: Optional[str],
@@ -257,7 +296,8 @@ class XLDADataset(MegatronDataset):
     @staticmethod
     def _key_config_attributes() -> List[str]:
         return ["random_seed", "sequence_length", "split", "split_matrix", "xlda_alpha",
-                "xlda_beta", "xlda_rho", "reset_position_ids", "eod_mask_loss"]
+                "xlda_beta", "xlda_rho", "xlda_affinity_key", "xlda_affinity_p",
+                "reset_position_ids", "eod_mask_loss"]
 
     def __len__(self) -> int:
         return 0 if self.index is None else int(self.index.shuffle.shape[0])

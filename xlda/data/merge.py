@@ -1,8 +1,8 @@
 """Merge preprocessed output sets (e.g. the shards of an array job) language by language.
 
 Each input is an output set of tools/preprocess_data.py: `<prefix>.manifest.json` and its
-`<prefix>_<lang>_<key>_document.{bin,idx}`. For every language and key, the inputs' datasets are
-concatenated in input order with megatron-core's IndexedDatasetBuilder.add_index (as Megatron-LM's
+`<prefix>_<lang>_<key>_document.{bin,idx}` (and, with --group-key, its documents' groups,
+`.group-<FIELD>.npy`). For every language and key, the inputs' datasets are concatenated in input order with megatron-core's IndexedDatasetBuilder.add_index (as Megatron-LM's
 tools/merge_datasets.py does), and one manifest describes the result. Inputs made with different
 tokenizers (or dtypes, keys, EOD settings) are refused: their token ids mean different things.
 The output set appears only when complete (xlda.data.outputs).
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xlda.data.groups import groups_path, read_groups
 from xlda.data.outputs import OutputSet, PrefixLock, PreprocessError, dataset_prefix, io_error, remove_stale_temps
 
 # Manifest fields that must agree between inputs, and what a mismatch means.
@@ -25,6 +26,8 @@ _MUST_AGREE = {
     "dtype": "token dtype",
     "json_keys": "--json-keys",
     "append_eod": "--append-eod",
+    "group_key": "--group-key",  # the documents' groups (xlda.data.groups) are merged too
+    "group_pattern": "--group-pattern",
 }
 
 
@@ -134,6 +137,7 @@ class Merger:
 
         ref = self.manifests[0]
         keys, dtype = ref["json_keys"], np.dtype(ref["dtype"]).type
+        group_field = ref.get("group_key")  # the inputs agree (_MUST_AGREE): groups survive
         langs = sorted({lang for m in self.manifests for lang in m["languages"]})
         languages = {}
         for lang in langs:
@@ -153,6 +157,15 @@ class Merger:
                     raise io_error(tmp_bin, e) from None
                 tokens = sum(((e.get("keys") or {}).get(key) or {"tokens": e["tokens"]})["tokens"] for _, e in have)
                 entry["keys"][key] = {"prefix": os.path.abspath(final), "tokens": tokens}
+                if group_field:  # the documents' groups, concatenated as the documents are
+                    parts = [read_groups(_dataset(path, lang, key, e), group_field, e["documents"])
+                             for path, e in have]
+                    tmp = outputs.temp(groups_path(final, group_field))
+                    try:
+                        with open(tmp, "wb") as f:
+                            np.save(f, np.concatenate(parts).astype(np.int64, copy=False))
+                    except OSError as e:
+                        raise io_error(tmp, e) from None
             entry["prefix"] = entry["keys"][keys[0]]["prefix"]
             languages[lang] = entry
             print(f"  {lang}: {entry['documents']} docs, {entry['tokens']} tokens from {len(have)} inputs "
@@ -166,7 +179,7 @@ class Merger:
                 examples.setdefault(reason, []).extend(ex[: max(0, 5 - len(examples.get(reason, [])))])
         return {
             **{k: ref.get(k) for k in ("tokenizer", "dtype", "json_key", "json_keys", "append_eod",
-                                       "max_doc_chars", "lang_id")},
+                                       "max_doc_chars", "lang_id", "group_key", "group_pattern")},
             "languages": languages,
             "rejected": rejected,
             "reject_examples": examples,

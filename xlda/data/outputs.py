@@ -86,7 +86,8 @@ def _own_files(output_prefix: str, keys) -> list[tuple[str, str, str]]:
     out = []
     base = os.path.basename(output_prefix)
     for key in sorted(set(keys)):
-        rx = re.compile(re.escape(base) + r"_([a-z]{2,3})_" + re.escape(key) + r"_document\.(bin|idx)")
+        rx = re.compile(re.escape(base) + r"_([a-z]{2,3})_" + re.escape(key)
+                        + r"_document\.(bin|idx|group-[\w.-]+\.npy)")
         for p in glob.glob(glob.escape(output_prefix) + "_*_" + glob.escape(key) + "_document.*"):
             m = rx.fullmatch(os.path.basename(p))
             if m:
@@ -96,7 +97,8 @@ def _own_files(output_prefix: str, keys) -> list[tuple[str, str, str]]:
 
 def stale_temps(output_prefix: str) -> list[str]:
     base = re.escape(os.path.basename(output_prefix))
-    rx = re.compile(base + r"(_[a-z]{2,3}_.+_document\.(bin|idx)|\.manifest\.json)\.tmp-\d+")
+    rx = re.compile(base + r"(_[a-z]{2,3}_.+_document\.(bin|idx|group-[\w.-]+\.npy)"
+                    r"|\.manifest\.json)\.tmp-\d+")
     return sorted(p for p in glob.glob(glob.escape(output_prefix) + "*.tmp-*")
                   if rx.fullmatch(os.path.basename(p)))
 

@@ -45,6 +45,15 @@ The rule (index format 4):
   the same sample still sees its earlier part.
 * Labels at a cut: the last token before a cut has the next document's first token as its
   label, so loss_mask is 0 there (the dataset does it; EOD -> next document is as Megatron).
+* Affinity (``affinity_p`` > 0 with per-document ``groups``: documents that translate or
+  discuss each other share a group): at a boundary inside a window, after a whole document of
+  a group, with probability p the walk brings a member of that group in the language it would
+  switch to (when that language has room: shares and the guarantee hold as above) to the front
+  of that language's epoch and switches to it, so the pair sits side by side in one window. A
+  swap within an epoch keeps every document once per epoch; p = 0 (or no groups) draws nothing
+  and gives the index without affinity bit for bit. The stats give the attempts, the swaps and
+  the realized rate measured on the index (documents preceded in their window by a member of
+  their group in another language, per document started).
 
 Stored (all memory-mapped, int32 where values fit): per piece (a whole document or a cut part
 of one) its dataset document id and language; the cut pieces' (piece, offset, length); per
@@ -241,6 +250,8 @@ def build_packed_index(
     progress: Optional[Callable[[str], None]] = None,
     out_dir: Optional[str] = None,
     languages: Optional[Sequence[str]] = None,
+    groups: Optional[Sequence[np.ndarray]] = None,
+    affinity_p: float = 0.0,
 ) -> PackedIndex:
     """Build the index. doc_lengths[l]: lengths of language l's documents in this split (int32;
     a memmap is fine); doc_ids[l]: their dataset ids, a range. Callers validate (>= 2 languages
@@ -249,7 +260,9 @@ def build_packed_index(
     out_dir: write the arrays there as raw `<name>.bin` files while building (memory-mapped in
     the result) instead of holding them in RAM. languages: names for messages and the stats.
     Raises ValueError for a mix the guarantee cannot meet (`check_mix`) and, as a backstop, for
-    an index whose realized shares miss P by more than `share_tolerance`."""
+    an index whose realized shares miss P by more than `share_tolerance`.
+    groups[l]: the group of each of language l's documents (int64, aligned with doc_lengths[l];
+    0: none), read with affinity_p in [0, 1] (see the module docstring)."""
     S = int(seq_length)
     if S < 2:
         raise ValueError(f"seq_length={S}: a sample needs >= 2 tokens to hold 2 languages")
@@ -273,6 +286,8 @@ def build_packed_index(
     key = int(np.random.default_rng([seed, split_id, 9]).integers(0, 2**63 - 1))
     kern = _kernel(backend)
     walk = kern.pack if kern is not None else ref.pack
+    if affinity_p > 0 and kern is not None and not getattr(kern, "AFFINITY", False):
+        walk = ref.pack  # a kernel built before affinity existed
 
     # each language's document order, epoch by epoch (int32, shuffled in place: the largest
     # arrays of the build; the walk skips empty documents)
@@ -302,6 +317,16 @@ def build_packed_index(
             "cut_piece": np.empty(cap, np.int64), "cut_off": np.empty(cap, np.int32),
             "cut_len": np.empty(cap, np.int32), "sample_piece": np.empty(cap, np.int64),
             "sample_off": np.empty(cap, np.int32)}
+    if not 0.0 <= affinity_p <= 1.0:
+        raise ValueError(f"--xlda-affinity-p {affinity_p}: must be in [0, 1]")
+    affinity = None
+    if affinity_p > 0:
+        if groups is None:
+            raise ValueError("--xlda-affinity-p > 0 needs the documents' groups "
+                             "(--xlda-affinity-key)")
+        affinity = affinity_tables(groups, lengths, affinity_p,
+                                   int(np.random.default_rng([seed, split_id, 11]).integers(
+                                       0, 2**63 - 1)))
     state = np.zeros(ref.ST_LANG + 3 * n_lang, dtype=np.int64)
     state[ref.ST_PHASE] = ref.PHASE_START
     state[ref.ST_SWWIN] = -1
@@ -309,7 +334,8 @@ def build_packed_index(
     while True:
         code, lang = walk(state, probs, rswitch, float(BUFFER_WINDOWS * S), float(band), key, S,
                           need, num_samples,
-                          lengths, orders, id_first, *bufs.values())
+                          lengths, orders, id_first, *bufs.values(),
+                          *(() if affinity is None else (affinity,)))
         if code == ref.NEED_EPOCH:  # an upsampled language: one more shuffled epoch
             orders[lang] = np.concatenate([orders[lang], epoch(lang, n_epochs[lang])])
             n_epochs[lang] += 1
@@ -347,6 +373,12 @@ def build_packed_index(
     }
     stats.update(realized_stats(arrays, lengths, id_first, stats["tokens"], num_samples * S,
                                 names, probs))
+    if affinity is not None:
+        ast = affinity[-1]
+        stats.update({"affinity_p": float(affinity_p), "affinity_tries": int(ast[ref.AF_TRY]),
+                      "affinity_swaps": int(ast[ref.AF_HIT]),
+                      **affinity_stats(arrays, lengths, id_first, affinity[2], S,
+                                       num_samples * S)})
     check_realized(names, stats["shares"], list(probs), share_tolerance(num_samples),
                    num_samples, S)
     return PackedIndex(**arrays, shuffle=shuffle, stats=stats)
@@ -403,6 +435,88 @@ def realized_stats(arrays: dict, lengths: Sequence[np.ndarray], id_first: np.nda
     }
 
 
+def affinity_tables(groups: Sequence[np.ndarray], lengths: Sequence[np.ndarray], p: float,
+                    key: int) -> tuple:
+    """The walk's affinity argument (packing_ref.pack): dense group ids over all languages
+    (-1: no group), per language the CSR of each group's non-empty documents, the position
+    tables and the state."""
+    L = len(lengths)
+    raw = [np.asarray(g, dtype=np.int64) for g in groups]
+    for l in range(L):
+        if raw[l].shape != lengths[l].shape:
+            raise ValueError(f"groups[{l}] has {raw[l].shape[0]} entries for "
+                             f"{lengths[l].shape[0]} documents")
+    keys = np.unique(np.concatenate(raw)) if L else np.zeros(0, np.int64)
+    keys = keys[keys != 0]
+    dense, gptr, gdocs = [], [], []
+    for l in range(L):
+        d = np.searchsorted(keys, raw[l]).astype(np.int32)
+        d[raw[l] == 0] = -1
+        dense.append(d)
+        live = np.flatnonzero((d >= 0) & (lengths[l] > 0)).astype(np.int32)
+        order = live[np.argsort(d[live], kind="stable")]
+        gptr.append(np.concatenate([[0], np.cumsum(np.bincount(d[order], minlength=len(keys)))]
+                                   ).astype(np.int64))
+        gdocs.append(np.ascontiguousarray(order, dtype=np.int32))
+    inv = [np.full(lengths[l].shape[0], -1, dtype=np.int64) for l in range(L)]
+    ast = np.zeros(ref.AF_EPOCH + L, dtype=np.int64)
+    ast[ref.AF_EPOCH:] = -1
+    return (float(p), int(key), dense, gptr, gdocs, inv, ast)
+
+
+def affinity_stats(arrays: dict, lengths: Sequence[np.ndarray], id_first: np.ndarray,
+                   dense: Sequence[np.ndarray], S: int, total: int) -> dict:
+    """Measured on the index over its first ``total`` stream tokens: documents started (a piece
+    at offset 0), those whose piece follows, inside one window, the whole of a document of the
+    same group in another language (affinity pairs; the rate is pairs per document started),
+    and the share of windows holding a pair."""
+    pl, pd = arrays["piece_lang"], arrays["piece_doc"]
+    cp, co, cl = (np.asarray(arrays[n], dtype=np.int64) for n in ("cut_piece", "cut_off",
+                                                                   "cut_len"))
+    n_pieces = int(pl.shape[0])
+    started = pairs = 0
+    pos = 0
+    prev = None  # (lang, group, ends its document) of the last piece
+    windows = np.zeros(-(-total // S), dtype=bool)  # windows holding a pair
+    for a in range(0, n_pieces, CHUNK):
+        la = np.asarray(pl[a:a + CHUNK], dtype=np.int64)
+        doc = np.asarray(pd[a:a + CHUNK], dtype=np.int64) - id_first[la]
+        full = np.zeros(la.shape[0], np.int64)
+        grp = np.full(la.shape[0], -1, np.int64)
+        for l in range(len(lengths)):
+            sel = la == l
+            if sel.any():
+                full[sel] = np.asarray(lengths[l])[doc[sel]]
+                grp[sel] = np.asarray(dense[l])[doc[sel]]
+        n, off = full.copy(), np.zeros(la.shape[0], np.int64)
+        j = np.searchsorted(cp, np.arange(a, a + la.shape[0]))
+        hit = (j < cp.shape[0]) & (cp[np.minimum(j, max(cp.shape[0] - 1, 0))] ==
+                                   np.arange(a, a + la.shape[0])) if cp.shape[0] else \
+            np.zeros(la.shape[0], bool)
+        n[hit], off[hit] = cl[j[hit]], co[j[hit]]
+        start = pos + np.concatenate([[0], np.cumsum(n)[:-1]])
+        end = start + n
+        pos = int(end[-1]) if end.shape[0] else pos
+        ends = off + n == full
+        first = off == 0
+        inside = start < total
+        started += int((first & inside).sum())
+        # pairs: piece i - 1 ends its document at a position inside a window, piece i starts
+        # one of the same group in another language
+        pl_prev = np.concatenate([[prev[0] if prev else -1], la[:-1]])
+        pg_prev = np.concatenate([[prev[1] if prev else -1], grp[:-1]])
+        pe_prev = np.concatenate([[prev[2] if prev else False], ends[:-1]])
+        ok = (first & inside & pe_prev & (pl_prev != la) & (pl_prev >= 0) & (grp >= 0)
+              & (pg_prev == grp) & (start % S != 0))
+        pairs += int(ok.sum())
+        windows[start[ok] // S] = True
+        if la.shape[0]:
+            prev = (int(la[-1]), int(grp[-1]), bool(ends[-1]))
+    return {"affinity_pairs": pairs, "documents_started": started,
+            "affinity_rate": round(pairs / max(started, 1), 6),
+            "affinity_windows": round(float(windows.mean()) if windows.size else 0.0, 6)}
+
+
 def summary_line(stats: dict, num_samples: int) -> str:
     """One line: realized shares next to P, switch rate next to rho (and its cap), forced and
     band switches, cuts and pieces per document per language."""
@@ -419,4 +533,7 @@ def summary_line(stats: dict, num_samples: int) -> str:
             f"{stats.get('boundary_switches', 0) / b:.3f} vs rho {rho:g}{capped}, forced "
             f"{stats.get('forced_switches', 0) / b:.3f}, band {stats.get('band_switches', 0) / b:.3f}"
             f" of {b} boundaries; cuts {cuts} (band {stats.get('band_cuts', 0)}); pieces/doc "
-            f"{ppd}")
+            f"{ppd}" + (f"; affinity p {stats['affinity_p']:g}: {stats['affinity_pairs']} pairs, "
+                        f"rate {stats['affinity_rate']:.3f} of documents, in "
+                        f"{stats['affinity_windows']:.3f} of windows"
+                        if "affinity_p" in stats else ""))

@@ -23,10 +23,19 @@ The walk (see xlda/data/packing.py for why):
     piece that would cover the rest of such a window (or a whole later window) is cut at the
     window's last input position and another language starts there; the cut document's rest
     is the first thing its language reads next time (a resumed piece).
+  * affinity (optional, ``affinity`` given): at a boundary inside a window, after a whole
+    document d of a group g, with probability p (a draw of its own counter, so p = 0 draws
+    nothing and changes nothing) the walk looks in the language k a switch would go to for a
+    member of g not yet read in k's current epoch; when k has room (not a band ahead, no
+    pending piece), that member is swapped to the front of k's epoch (so every document is
+    still read once per epoch) and the walk switches to k: d's group member follows it in the
+    same window.
 """
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 M64 = (1 << 64) - 1
 GAMMA = 0x9E3779B97F4A7C15
@@ -40,6 +49,9 @@ PHASE_PLACE, PHASE_DECIDE, PHASE_START, PHASE_DONE = 0, 1, 2, 3
 ROOM_CAP = 1 << 60  # _band_room's cap: an int64 in the C twin
 # return codes
 DONE, NEED_EPOCH, OUT_FULL = 0, 1, 2
+# affinity state slots (int64): its draw counter, attempts (draw < p), hits (a member swapped
+# in and switched to), then per language the epoch its position table `inv` describes
+AF_CTR, AF_TRY, AF_HIT, AF_EPOCH = 0, 1, 2, 3
 
 
 def uniform(key: int, counter: int) -> float:
@@ -102,22 +114,67 @@ def switch_prob(r: float, p: float, tokens_l: int, ttot: int, buffer: float) -> 
 
 def pack(state, probs, rswitch, buffer, band, key, S, need, n_samples, lengths, orders,
          id_first,
-         piece_doc, piece_lang, cut_piece, cut_off, cut_len, sample_piece, sample_off) -> tuple:
+         piece_doc, piece_lang, cut_piece, cut_off, cut_len, sample_piece, sample_off,
+         affinity=None) -> tuple:
     """Advance the walk until done, a language needs another epoch, or an output is full.
-    Returns (code, language needing an epoch or -1). All arrays are updated in place."""
+    Returns (code, language needing an epoch or -1). All arrays are updated in place.
+    ``affinity``: None, or (p, key, groups, gptr, gdocs, inv, astate): per language the dense
+    group of each local document (int32, -1: none), the CSR of each group's non-empty
+    documents (gptr int64 [G + 1], gdocs int32), the position table (int64 [n docs]: where each
+    document sits in the epoch ``astate[AF_EPOCH + l]`` of ``orders[l]``) and the int64 state
+    (AF_*); ``orders`` are then reordered in place (swaps within an epoch)."""
     st = [int(x) for x in state]  # Python ints: exact 64-bit arithmetic, fast scalar access
     probs, rswitch = [float(x) for x in probs], [float(x) for x in rswitch]
     L = len(probs)
     try:
         return _walk(st, probs, rswitch, buffer, band, key, S, need, n_samples, lengths, orders,
                      id_first, piece_doc, piece_lang, cut_piece, cut_off, cut_len,
-                     sample_piece, sample_off, L)
+                     sample_piece, sample_off, L, affinity)
     finally:
         state[:] = st
 
 
+def _affinity(st, probs, band, orders, lengths, affinity, cur, k) -> int:
+    """At a boundary after a whole document of ``cur``: with probability p, bring a member of
+    its group to the front of a language's epoch, trying ``k`` (where a switch would go) first,
+    then the others in order. Returns that language (switch to it), or -1."""
+    ap, akey, groups, gptr, gdocs, inv, ast = affinity
+    g = int(groups[cur][int(orders[cur][st[ST_LANG + 3 * cur] - 1])])
+    if g < 0:
+        return -1
+    u = uniform(akey, int(ast[AF_CTR]))
+    ast[AF_CTR] += 1
+    if u >= ap:
+        return -1
+    ast[AF_TRY] += 1
+    tt = st[ST_TTOT]
+    for m in [k] + [x for x in range(len(probs)) if x != k and x != cur]:
+        bm = ST_LANG + 3 * m
+        if probs[m] <= 0.0 or st[bm + 1] != 0 or st[bm] >= len(orders[m]) \
+                or st[bm + 2] - probs[m] * tt + (1.0 - probs[m]) > band:
+            continue  # m resumes a cut document first, has no epoch read ahead, or no room
+        n = len(lengths[m])
+        ptr = st[bm]
+        e = ptr // n
+        if int(ast[AF_EPOCH + m]) != e:  # the position table of m's current epoch
+            inv[m][np.asarray(orders[m][e * n:(e + 1) * n], dtype=np.int64)] = np.arange(
+                e * n, (e + 1) * n, dtype=np.int64)
+            ast[AF_EPOCH + m] = e
+        for j in range(int(gptr[m][g]), int(gptr[m][g + 1])):
+            doc = int(gdocs[m][j])
+            at = int(inv[m][doc])
+            if ptr <= at:  # not read yet this epoch
+                front = int(orders[m][ptr])
+                orders[m][ptr], orders[m][at] = doc, front
+                inv[m][doc], inv[m][front] = ptr, at
+                ast[AF_HIT] += 1
+                return m
+    return -1
+
+
 def _walk(st, probs, rswitch, buffer, band, key, S, need, n_samples, lengths, orders, id_first,
-          piece_doc, piece_lang, cut_piece, cut_off, cut_len, sample_piece, sample_off, L):
+          piece_doc, piece_lang, cut_piece, cut_off, cut_len, sample_piece, sample_off, L,
+          affinity=None):
     cap_p, cap_c, cap_s = len(piece_doc), len(cut_piece), len(sample_piece)
     while True:
         phase = st[ST_PHASE]
@@ -140,6 +197,12 @@ def _walk(st, probs, rswitch, buffer, band, key, S, need, n_samples, lengths, or
             k = _peek(st, probs, buffer, band, key, L, cur)  # where a switch would go
             if st[ST_LANG + 3 * k] >= len(orders[k]):
                 return NEED_EPOCH, k
+            # affinity: d's group member follows d here (switch now, below)
+            aff = False
+            if inside and affinity is not None:
+                m = _affinity(st, probs, band, orders, lengths, affinity, cur, k)
+                if m >= 0:
+                    k, aff = m, True
             nk = _next_len(st, lengths, orders, k)
             u = uniform(key, st[ST_CTR] + 1)
             st[ST_CTR] += 2
@@ -155,7 +218,8 @@ def _walk(st, probs, rswitch, buffer, band, key, S, need, n_samples, lengths, or
             plan = False
             c = 0
             force = inside and st[ST_SWWIN] != w and (nxt >= room or nk > room)
-            if force and 2 <= nk <= room:  # (a 1-token document would end at the window end)
+            if force and 2 <= nk <= room and not aff:  # (a 1-token document would end at the
+                # window end; with affinity the member is placed right after d instead)
                 c = (w + 1) * S + 1 - nk
                 plan = pos < c < pos + nxt
             # Band (shares): switch when k is a band behind its share, or when the current
@@ -165,7 +229,7 @@ def _walk(st, probs, rswitch, buffer, band, key, S, need, n_samples, lengths, or
             ek = st[ST_LANG + 3 * k + 2] - probs[k] * tt
             bsw = not force and (ek <= -band or
                                  st[b + 2] - probs[cur] * tt + (1.0 - probs[cur]) > band)
-            free = free and ek + (1.0 - probs[k]) <= band
+            free = (free or aff) and ek + (1.0 - probs[k]) <= band
             st[ST_BOUND] += 1
             if force:
                 st[ST_FORCED] += 1

@@ -8,6 +8,7 @@ Outputs are written under temporary names and made final together (xlda.data.out
 """
 from __future__ import annotations
 
+import array
 import collections
 import glob
 import json
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xlda.data.groups import GroupSpec, group_hash, groups_path
 from xlda.data.jsonl import open_lines
 from xlda.data.lang_id import build_lang_id, is_lang_code, normalize_lang
 from xlda.data.outputs import (
@@ -38,6 +40,7 @@ REJECT_REASONS = (
     "empty_document",
     "document_too_long",
     "missing_language",
+    "bad_group",
     "invalid_language",
     "undetected_language",
     "unknown_language",
@@ -146,6 +149,8 @@ class WorkerSpec:
     languages: tuple[str, ...] | None = None
     append_eod: bool = False
     max_doc_chars: int = 0  # 0: no cap
+    group_key: str | None = None  # xlda.data.groups: each document's group, hashed
+    group_pattern: str | None = None
 
 
 class _Worker:
@@ -155,6 +160,16 @@ class _Worker:
         self.detector = build_lang_id(spec.lang_id, spec.languages)
         self.dtype = token_dtype(self.tok.vocab_size)
         self.allowed = frozenset(spec.languages) if spec.languages else None
+        self.group = GroupSpec(spec.group_key, spec.group_pattern) if spec.group_key else None
+
+    def _group(self, obj):
+        """-> (group id or 0, None) or (None, (reason, message))."""
+        if self.group is None:
+            return 0, None
+        try:
+            return group_hash(self.group.group_of(obj, "document")), None
+        except ValueError as e:
+            return None, ("bad_group", str(e).removeprefix("document: "))
 
     def _lang(self, obj):
         """-> (lang, None) or (None, (reason, message))."""
@@ -243,11 +258,13 @@ class _Worker:
             if why is None:
                 lang, why = self._lang(obj)
             if why is None:
+                gid, why = self._group(obj)
+            if why is None:
                 per_key, why = self._tokenize(texts)
             if why is not None:
                 rejects.append((why[0], fi, first + i, why[1]))
                 continue
-            docs.append((lang, per_key))
+            docs.append((lang, per_key, gid))
         return fi, docs, rejects, nbytes, blank
 
 
@@ -300,15 +317,19 @@ def _results(spec: WorkerSpec, chunks, workers: int, worker: _Worker | None = No
 class LanguageWriter:
     """One IndexedDatasetBuilder per (language, key), under temp names until `commit`."""
 
-    def __init__(self, output_prefix: str, dtype, keys=("text",)):
+    def __init__(self, output_prefix: str, dtype, keys=("text",), group_field: str | None = None):
         self.output_prefix, self.dtype, self.keys = output_prefix, dtype, tuple(keys)
         self.builders: dict[tuple[str, str], tuple[object, str]] = {}
         self.outputs = OutputSet(output_prefix)
+        self.group_field = group_field  # each language's groups go beside each of its datasets
+        self.groups: dict[str, array.array] = {}
 
     def final_prefix(self, lang: str, key: str | None = None) -> str:
         return output_prefix_for(self.output_prefix, lang, key or self.keys[0])
 
-    def add(self, lang: str, per_key) -> None:
+    def add(self, lang: str, per_key, group: int = 0) -> None:
+        if self.group_field:
+            self.groups.setdefault(lang, array.array("q")).append(group)
         for key, ids in zip(self.keys, per_key):
             entry = self.builders.get((lang, key))
             if entry is None:
@@ -335,6 +356,13 @@ class LanguageWriter:
             except OSError as e:
                 raise io_error(tmp_bin if not b.data_file.closed else tmp_idx, e) from None
             out.setdefault(lang, {})[key] = self.final_prefix(lang, key)
+            if self.group_field:
+                tmp = self.outputs.temp(groups_path(self.final_prefix(lang, key), self.group_field))
+                try:
+                    with open(tmp, "wb") as f:  # np.save(path) would append .npy to a temp name
+                        np.save(f, np.frombuffer(self.groups[lang], dtype=np.int64))
+                except OSError as e:
+                    raise io_error(tmp, e) from None
         return out
 
     def abort(self) -> None:
@@ -412,6 +440,8 @@ class PreprocessConfig:
     max_reject_examples: int = 5
     chunk_lines: int = 256
     max_doc_chars: int = 4_000_000  # 0: no cap
+    group_key: str | None = None  # --group-key: store each document's group (affinity packing)
+    group_pattern: str | None = None  # --group-pattern: a regex, its first group is the group
 
     def build(self) -> "Preprocessor":
         return Preprocessor(self)
@@ -451,7 +481,16 @@ class Preprocessor:
             languages=languages,
             append_eod=cfg.append_eod,
             max_doc_chars=cfg.max_doc_chars,
+            group_key=cfg.group_key,
+            group_pattern=cfg.group_pattern,
         )
+        if cfg.group_pattern and not cfg.group_key:
+            raise PreprocessError("--group-pattern needs --group-key (the field it applies to)")
+        if cfg.group_key:
+            try:
+                GroupSpec(cfg.group_key, cfg.group_pattern)
+            except ValueError as e:
+                raise PreprocessError(str(e)) from None
         # Built here too so bad tokenizer/lang-id settings fail before any worker starts.
         self.worker = _Worker(self.spec)
         self.tokenizer = self.worker.tok
@@ -461,7 +500,8 @@ class Preprocessor:
         Path(cfg.output_prefix).parent.mkdir(parents=True, exist_ok=True)
         with PrefixLock(cfg.output_prefix):
             remove_stale_temps(cfg.output_prefix, log)
-            writer = LanguageWriter(cfg.output_prefix, self.worker.dtype, self.spec.json_keys)
+            writer = LanguageWriter(cfg.output_prefix, self.worker.dtype, self.spec.json_keys,
+                                    cfg.group_key)
             try:
                 report = self._run(writer, log)
                 report.manifest_path = writer.outputs.commit(self._manifest(report), self.spec.json_keys, log)
@@ -482,8 +522,8 @@ class Preprocessor:
         max_line = cfg.max_doc_chars * _BYTES_PER_CHAR * len(self.spec.json_keys) + _LINE_SLACK if cfg.max_doc_chars else 0
         chunks = read_chunks(files, cfg.chunk_lines, max_line_bytes=max_line)
         for fi, docs, rejects, nbytes, blank in _results(self.spec, chunks, cfg.workers, self.worker):
-            for lang, per_key in docs:
-                writer.add(lang, per_key)
+            for lang, per_key, gid in docs:
+                writer.add(lang, per_key, gid)
                 s = stats.get(lang) or stats.setdefault(lang, LangStats())
                 s.documents += 1
                 for key, ids in zip(self.spec.json_keys, per_key):
@@ -553,6 +593,8 @@ class Preprocessor:
             "json_keys": list(self.spec.json_keys),
             "append_eod": cfg.append_eod,
             "max_doc_chars": cfg.max_doc_chars,
+            "group_key": cfg.group_key,
+            "group_pattern": cfg.group_pattern,
             "lang_id": {
                 "method": cfg.lang_id,
                 "lang_key": cfg.lang_key,

@@ -63,6 +63,9 @@ class DataConfig:
     xlda_alpha: float = 0.3  # P(l) = alpha * corpus share + (1 - alpha) * beta_l
     xlda_beta: Optional[dict] = None  # {lang: weight}; None: uniform over languages
     xlda_rho: float = 0.5
+    # affinity packing: the group field stored by preprocess_data.py --group-key, and p
+    xlda_affinity_key: Optional[str] = None
+    xlda_affinity_p: float = 0.0
     annealing_paths: Optional[dict] = None
     annealing_data_path: Optional[list] = None
     annealing_multilingual_multiplier: float = 3.0
@@ -87,6 +90,7 @@ class DataConfig:
             random_seed=seed, sequence_length=self.seq_length, split=self.split,
             lang_prefixes=None if self.mock else paths, mock=self.mock or not paths,
             xlda_alpha=self.xlda_alpha, xlda_beta=self.xlda_beta, xlda_rho=self.xlda_rho,
+            xlda_affinity_key=self.xlda_affinity_key, xlda_affinity_p=self.xlda_affinity_p,
             reset_position_ids=self.reset_position_ids, tokenizer=tokenizer,
         )
         kwargs.update(overrides)
@@ -405,6 +409,21 @@ class RunConfig:
             raise ConfigError(f"--xlda-beta {bad}: weights must be finite numbers >= 0")
         if not 0.0 <= d.xlda_alpha <= 1.0 or not math.isfinite(d.xlda_alpha):
             raise ConfigError(f"--xlda-alpha must be in [0, 1], got {d.xlda_alpha}")
+        if not 0.0 <= d.xlda_affinity_p <= 1.0:
+            raise ConfigError(f"--xlda-affinity-p must be in [0, 1], got {d.xlda_affinity_p}")
+        if d.xlda_affinity_p > 0 and not d.xlda_affinity_key:
+            raise ConfigError("--xlda-affinity-p > 0 needs --xlda-affinity-key FIELD (the group "
+                              "field tools/preprocess_data.py --group-key FIELD stored)")
+        if d.xlda_affinity_p > 0 and d.mock:
+            raise ConfigError("--xlda-affinity-p > 0 needs real data with groups, not "
+                              "--mock-data")
+        if d.xlda_affinity_key is not None:
+            from xlda.data.groups import check_field
+
+            try:
+                check_field(d.xlda_affinity_key, "--xlda-affinity-key")
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         if not 0.0 < d.xlda_rho <= 1.0:
             raise ConfigError(f"--xlda-rho must be in (0, 1] (the per-document language switch "
                               f"probability), got {d.xlda_rho}")
