@@ -19,6 +19,7 @@ from xlda.cli.flags import say_error
 # Pretraining's data flags that mean XLDA packing of indexed corpora; post-training reads JSONL.
 _PRETRAIN_ONLY = {"--data-path", "--mock-data", "--split", "--xlda-alpha", "--xlda-beta",
                   "--xlda-rho", "--xlda-max-kv-expansion", "--xlda-kv-cap-action",
+                  "--xlda-affinity-key", "--xlda-affinity-p",
                   "--annealing-data-path", "--annealing-multilingual-multiplier", "--no-annealing"}
 
 
