@@ -61,6 +61,9 @@ def test_rows_by_hand():
     (["--scale-rewards", "max"], "--scale-rewards"),
     (["--reward-funcs", "exact", "--reward-weights", "1", "2"], "--reward-weights has 2"),
     (["--sequence-parallel", "--tensor-model-parallel-size", "2"], "sequence-parallel"),
+    (["--position-embedding-type", "learned_absolute"], "exact only with RoPE"),
+    (["--mtp-num-layers", "1", "--mtp-loss-scaling-factor", "0.1"],
+     "--mtp-loss-scaling-factor 0.1 > 0"),
 ])
 def test_bad_flags_are_refused(tmp_path, capsys, flags, match):
     from xlda.posttrain.cli import main

@@ -81,6 +81,7 @@ def main(argv=None) -> int:
         run = RunConfig.from_dict(recipe, where=str(path))
     except (ConfigError, yaml.YAMLError) as exc:
         p.error(f"--config {path}: {exc}")
+    rlvr_default_rows = post.get("stage") == "rlvr" and not a.rollout_rows
     if post.get("stage") == "rlvr":
         if not a.rollout_rows:
             a.rollout_rows = int(post.get("rollout_micro_batch_size") or 0)
@@ -110,6 +111,11 @@ def main(argv=None) -> int:
     if a.rollout_rows < 0:
         p.error(f"--rollout-rows {a.rollout_rows}: must be >= 0")
     c.rollout_length = a.rollout_length or c.seq_length or 0
+    if rlvr_default_rows and not c.rollout_rows:  # posttrain's default: a DP rank's whole share
+        try:
+            c.rollout_rows = max(1, run.training.global_batch_size // c.data_parallel_size)
+        except ValueError as exc:
+            p.error(str(exc))
     if a.kv_expansion is not None:
         if a.kv_expansion < 1:
             p.error(f"--kv-expansion {a.kv_expansion}: must be >= 1 (gathered rows / tokens)")

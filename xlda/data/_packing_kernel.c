@@ -107,9 +107,11 @@ static int64_t affinity(int64_t *st, const double *probs, double band, int L,
         int64_t m = t < 0 ? k : t;
         if (t >= 0 && (m == k || m == cur)) continue;
         int64_t bm = ST_LANG + 3 * m;
-        if (probs[m] <= 0.0 || st[bm + 1] != 0 || st[bm] >= ords[m].len / 4 ||
-            (double)st[bm + 2] - probs[m] * tt + (1.0 - probs[m]) > band)
-            continue;
+        if (m != k && (double)st[ST_LANG + 3 * k + 2] - probs[k] * tt <= -band)
+            return -1;  /* k is a band behind: a switch must go there */
+        if (probs[m] <= 0.0 || st[bm + 1] != 0 || st[bm] >= ords[m].len / 4) continue;
+        int64_t room = band_room(st, probs, band, L, m);  /* the member must fit whole */
+        const int32_t *lm = lens[m].buf;
         int64_t n = lens[m].len / 4, ptr = st[bm], e = ptr / n;
         int32_t *om = ords[m].buf;
         int64_t *inv = a->inv[m];
@@ -120,7 +122,7 @@ static int64_t affinity(int64_t *st, const double *probs, double band, int L,
         for (int64_t j = a->gptr[m][g]; j < a->gptr[m][g + 1]; j++) {
             int32_t doc = a->gdocs[m][j];
             int64_t at = inv[doc];
-            if (ptr <= at) {
+            if (ptr <= at && (int64_t)lm[doc] <= room) {
                 int32_t front = om[ptr];
                 om[ptr] = doc;
                 om[at] = front;

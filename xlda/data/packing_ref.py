@@ -26,10 +26,10 @@ The walk (see xlda/data/packing.py for why):
   * affinity (optional, ``affinity`` given): at a boundary inside a window, after a whole
     document d of a group g, with probability p (a draw of its own counter, so p = 0 draws
     nothing and changes nothing) the walk looks in the language k a switch would go to for a
-    member of g not yet read in k's current epoch; when k has room (not a band ahead, no
-    pending piece), that member is swapped to the front of k's epoch (so every document is
-    still read once per epoch) and the walk switches to k: d's group member follows it in the
-    same window.
+    member of g not yet read in k's current epoch (then in the other languages, unless k is a
+    band behind); a member whose whole document fits in its language's band room (no pending
+    piece there) is swapped to the front of that epoch (so every document is still read once
+    per epoch) and the walk switches to it: d's group member follows it in the same window.
 """
 from __future__ import annotations
 
@@ -148,11 +148,14 @@ def _affinity(st, probs, band, orders, lengths, affinity, cur, k) -> int:
         return -1
     ast[AF_TRY] += 1
     tt = st[ST_TTOT]
-    for m in [k] + [x for x in range(len(probs)) if x != k and x != cur]:
+    L = len(probs)
+    for m in [k] + [x for x in range(L) if x != k and x != cur]:
         bm = ST_LANG + 3 * m
-        if probs[m] <= 0.0 or st[bm + 1] != 0 or st[bm] >= len(orders[m]) \
-                or st[bm + 2] - probs[m] * tt + (1.0 - probs[m]) > band:
-            continue  # m resumes a cut document first, has no epoch read ahead, or no room
+        if m != k and st[ST_LANG + 3 * k + 2] - probs[k] * tt <= -band:
+            return -1  # k is a band behind: a switch must go there, not elsewhere
+        if probs[m] <= 0.0 or st[bm + 1] != 0 or st[bm] >= len(orders[m]):
+            continue  # m resumes a cut document first, or has no epoch read ahead
+        room = _band_room(st, probs, band, L, m)  # a member must fit whole, not be band-cut
         n = len(lengths[m])
         ptr = st[bm]
         e = ptr // n
@@ -163,7 +166,7 @@ def _affinity(st, probs, band, orders, lengths, affinity, cur, k) -> int:
         for j in range(int(gptr[m][g]), int(gptr[m][g + 1])):
             doc = int(gdocs[m][j])
             at = int(inv[m][doc])
-            if ptr <= at:  # not read yet this epoch
+            if ptr <= at and int(lengths[m][doc]) <= room:  # unread this epoch, and it fits
                 front = int(orders[m][ptr])
                 orders[m][ptr], orders[m][at] = doc, front
                 inv[m][doc], inv[m][front] = ptr, at

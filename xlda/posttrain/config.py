@@ -115,6 +115,15 @@ class PostRunConfig(RunConfig):
         if p.reward_weights is not None and len(p.reward_weights) != len(p.reward_funcs):
             raise ConfigError(f"--reward-weights has {len(p.reward_weights)} values for "
                               f"{len(p.reward_funcs)} --reward-funcs")
+        if m.position_embedding_type != "rope":
+            raise ConfigError(f"--position-embedding-type {m.position_embedding_type}: RLVR "
+                              "decodes left-padded prompts, exact only with RoPE (relative "
+                              "positions)")
+        if m.mtp_num_layers and m.mtp_loss_scaling_factor > 0:
+            raise ConfigError(f"--mtp-loss-scaling-factor {m.mtp_loss_scaling_factor} > 0: the "
+                              "MTP head's auxiliary LM loss would train on every sampled "
+                              "completion, negative advantages too; pass "
+                              "--mtp-loss-scaling-factor 0 (rlvr_7b.yaml does)")
         if m.sequence_parallel or self.parallel.sequence_parallel:
             raise ConfigError("RLVR decodes one token per pass, which sequence parallelism "
                               "cannot split over TP ranks: drop --sequence-parallel")

@@ -117,11 +117,12 @@ def grpo_token_loss(logps: torch.Tensor, old_logps: torch.Tensor | None,
                          f"{tuple(logps.shape)}, {tuple(mask.shape)}, {tuple(advantages.shape)}")
     old = logps.detach() if old_logps is None else old_logps
     a = advantages.unsqueeze(1)
-    ratio = torch.exp(logps - old)
+    keep = mask > 0  # positions the mask drops get ratio 1 and KL 0: no exp(inf) * 0 = NaN
+    ratio = torch.exp(torch.where(keep, logps - old, torch.zeros_like(logps)))
     clipped = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)
     loss = -torch.min(ratio * a, clipped * a)
     if beta != 0.0:
-        kl = kl_k3(logps, ref_logps)
+        kl = kl_k3(logps, torch.where(keep, ref_logps, logps))
         loss = loss + beta * kl
     else:
         kl = torch.zeros_like(logps)

@@ -95,6 +95,16 @@ def build_rows(prompts: list, completions: list, S: int, pad: int) -> dict:
             "index": torch.arange(N, dtype=torch.int64)}
 
 
+def _swap(params: list, other: list) -> None:
+    """Exchange the values of two lists of same-shaped tensors in place, one tensor-sized
+    temporary at a time (no second copy of the model)."""
+    with torch.no_grad():
+        for q, r in zip(params, other):
+            tmp = q.detach().clone()
+            q.copy_(r)
+            r.copy_(tmp)
+
+
 class RLVRTask(ChatTask, BaseTask):
     loss_name = METRICS[0]
     log_formats = {"reward": "reward {:.3f}", "completion_length": "len {:.1f}",
@@ -174,14 +184,11 @@ class RLVRTask(ChatTask, BaseTask):
         if not start:
             raise ConfigError("--beta > 0 resumes from --save but the KL reference (the start "
                               "model) is unknown: pass --pretrained-checkpoint START")
-        current = [q.detach().clone() for q in params]
+        ref = [q.detach().clone() for q in params]  # the trained weights, for now
         load_checkpoint(start, trainer.model_chunks, None, None, run_config=self.cfg,
                         load_optimizer=False, required=True,
                         verify=self.cfg.checkpoint.verify_checkpoint)
-        ref = [q.detach().clone() for q in params]
-        with torch.no_grad():
-            for q, c in zip(params, current):
-                q.copy_(c)
+        _swap(params, ref)  # the model trained again, ref the start weights
         trainer.log0(f"[xlda] RLVR KL reference: the start weights of {start}")
         return ref
 
@@ -227,13 +234,21 @@ class RLVRTask(ChatTask, BaseTask):
         mb = self.cfg.posttrain.rollout_micro_batch_size or max(1, len(prompts))
         comps = self.generator.generate([pr.ids for pr in prompts], [key_of(i) for i in mine],
                                         params, mb)
+        from megatron.core import parallel_state as ps
+
         ids = torch.zeros(rows, T, dtype=torch.int64)  # +1 below: 0 means "no token"
         rewards = torch.zeros(rows, 1 + len(self.rewards.names), dtype=torch.float64)
         for j, (i, c) in enumerate(zip(mine, comps)):
             ids[i, :len(c)] = torch.as_tensor(c, dtype=torch.int64) + 1
-        if len(mine):
+        # Scored once per model replica (its TP/PP rank 0), then summed over the whole world: a
+        # reward with a timeout (math-verify) or any nondeterminism cannot give two TP ranks of
+        # one replica different advantages (their copies of the weights would drift apart).
+        scorer = ps.get_tensor_model_parallel_rank() == 0 and \
+            ps.get_pipeline_model_parallel_rank() == 0
+        if len(mine) and scorer:
             rewards[mine.start:mine.stop] = self._score(prompts, comps)
-        ids, rewards = self._dp_sum(ids), self._dp_sum(rewards)
+        ids, rewards = self._dp_sum(ids), self.trainer._all_reduce(rewards.view(-1)).view(
+            rows, -1)
         completions = [[int(t) - 1 for t in row if t > 0] for row in ids.tolist()]
         return completions, rewards
 
@@ -276,7 +291,7 @@ class RLVRTask(ChatTask, BaseTask):
         rows["ref_logps"] = torch.zeros(GB, S)
         self.rollouts.samples, self.round = rows, rnd
         mask = rows["loss_mask"]
-        self.norm = float(mask.sum()) if p.loss_type == "dapo" else float((mask.sum(-1) > 0).sum())
+        self.norm = float(mask.sum()) if p.loss_type == "dapo" else float(GB)
         self.norm = max(self.norm, 1.0)
         if p.num_iterations > 1:  # the generating weights' log-probs, for the ratio later
             rows["old_logps"] = self._token_logps(tr)
@@ -307,16 +322,11 @@ class RLVRTask(ChatTask, BaseTask):
 
     def _with_reference(self, tr, fn):
         params = self._params(tr)
-        current = [q.detach().clone() for q in params]
+        _swap(params, self.ref_weights)  # the reference in the model, the trained weights aside
         try:
-            with torch.no_grad():
-                for q, r in zip(params, self.ref_weights):
-                    q.copy_(r)
             return fn()
         finally:
-            with torch.no_grad():
-                for q, c in zip(params, current):
-                    q.copy_(c)
+            _swap(params, self.ref_weights)
 
     # -- the loss ------------------------------------------------------------------------------
     def loss(self, batch, output_tensor, training: bool):
@@ -332,9 +342,9 @@ class RLVRTask(ChatTask, BaseTask):
         tokens = mask.sum()
         if p.loss_type == "dapo":
             total, count = per_token.sum(), tokens
-        else:  # grpo: each sequence's token mean
-            has = (mask.sum(-1) > 0).float()
-            total, count = (per_token.sum(-1) / mask.sum(-1).clamp(min=1.0)).sum(), has.sum()
+        else:  # grpo: each sequence's token mean, averaged over every row (an empty one: 0)
+            total = (per_token.sum(-1) / mask.sum(-1).clamp(min=1.0)).sum()
+            count = torch.ones_like(batch["reward"]).sum()
         rows = torch.ones_like(batch["reward"]).sum()
         stat = lambda x: torch.stack([(x.float() * mask).sum().detach(), tokens])  # noqa: E731
         low, high = d["low_clipped"], d["high_clipped"]
