@@ -77,15 +77,12 @@ def main(argv=None) -> int:
 
         recipe = yaml.safe_load(path.read_text()) or {}
         # a post-training recipe (posttrain.py) plans as its run: its RLVR rollouts included
-        post = recipe.pop("posttrain", None) or {} if isinstance(recipe, dict) else {}
+        post = (recipe.pop("posttrain", None) or {}) if isinstance(recipe, dict) else {}
         run = RunConfig.from_dict(recipe, where=str(path))
     except (ConfigError, yaml.YAMLError) as exc:
         p.error(f"--config {path}: {exc}")
-    rlvr_default_rows = post.get("stage") == "rlvr" and not a.rollout_rows
-    if post.get("stage") == "rlvr":
-        if not a.rollout_rows:
-            a.rollout_rows = int(post.get("rollout_micro_batch_size") or 0)
-        a.kl_reference = a.kl_reference or float(post.get("beta") or 0) > 0
+    rlvr = post.get("stage") == "rlvr"
+    a.kl_reference = a.kl_reference or (rlvr and float(post.get("beta") or 0) > 0)
     model, par, tr = run.model, run.parallel, run.training
 
     def pick(flag, default):
@@ -111,9 +108,10 @@ def main(argv=None) -> int:
     if a.rollout_rows < 0:
         p.error(f"--rollout-rows {a.rollout_rows}: must be >= 0")
     c.rollout_length = a.rollout_length or c.seq_length or 0
-    if rlvr_default_rows and not c.rollout_rows:  # posttrain's default: a DP rank's whole share
-        try:
-            c.rollout_rows = max(1, run.training.global_batch_size // c.data_parallel_size)
+    if rlvr and not c.rollout_rows:  # the recipe's rollout_micro_batch_size, else posttrain's
+        try:  # default: a DP rank's whole share of the batch
+            c.rollout_rows = int(post.get("rollout_micro_batch_size") or 0) or max(
+                1, run.training.global_batch_size // c.data_parallel_size)
         except ValueError as exc:
             p.error(str(exc))
     if a.kv_expansion is not None:

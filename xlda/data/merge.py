@@ -148,18 +148,19 @@ class Merger:
             for key in keys:
                 final = dataset_prefix(self.cfg.output_prefix, lang, key)
                 tmp_bin, tmp_idx = outputs.temp(final + ".bin"), outputs.temp(final + ".idx")
+                sources = [(_dataset(path, lang, key, e), e) for path, e in have]
                 try:
                     builder = IndexedDatasetBuilder(tmp_bin, dtype=dtype)
-                    for path, e in have:
-                        builder.add_index(_dataset(path, lang, key, e))
+                    for prefix, _ in sources:
+                        builder.add_index(prefix)
                     builder.finalize(tmp_idx)
                 except OSError as e:
                     raise io_error(tmp_bin, e) from None
                 tokens = sum(((e.get("keys") or {}).get(key) or {"tokens": e["tokens"]})["tokens"] for _, e in have)
                 entry["keys"][key] = {"prefix": os.path.abspath(final), "tokens": tokens}
                 if group_field:  # the documents' groups, concatenated as the documents are
-                    parts = [read_groups(_dataset(path, lang, key, e), group_field, e["documents"])
-                             for path, e in have]
+                    parts = [read_groups(prefix, group_field, e["documents"])
+                             for prefix, e in sources]
                     tmp = outputs.temp(groups_path(final, group_field))
                     try:
                         with open(tmp, "wb") as f:

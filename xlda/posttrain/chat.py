@@ -59,18 +59,28 @@ def check_messages(messages) -> list[dict]:
     if not isinstance(messages, list) or not messages:
         raise RecordError("no_messages", "'messages' must be a non-empty list")
     out = message_list(messages)
-    turns = out[1:] if out[0]["role"] == "system" else out
-    want = ["user", "assistant"]
+    check_turns(out, "assistant", "the conversation must end with an assistant turn",
+                no_empty_assistant=True)
+    return out
+
+
+def check_turns(messages: list, last: str, why_last: str,
+                no_empty_assistant: bool = False) -> list:
+    """The turns after an optional system message, checked to alternate user/assistant from
+    user (and, with ``no_empty_assistant``, to hold no empty assistant turn) and to end with
+    ``last`` (``why_last``: the message when they do not)."""
+    turns = messages[1:] if messages[0]["role"] == "system" else messages
+    want = ("user", "assistant")
     for i, m in enumerate(turns):
         if m["role"] != want[i % 2]:
             raise RecordError("wrong_roles", f"turn {i} has role {m['role']!r}, expected "
                               f"{want[i % 2]!r} (optional system first, then user/assistant "
                               "alternating)")
-        if m["role"] == "assistant" and not m["content"].strip():
+        if no_empty_assistant and m["role"] == "assistant" and not m["content"].strip():
             raise RecordError("empty_assistant", f"assistant turn {i} is empty")
-    if not turns or turns[-1]["role"] != "assistant":
-        raise RecordError("wrong_roles", "the conversation must end with an assistant turn")
-    return out
+    if not turns or turns[-1]["role"] != last:
+        raise RecordError("wrong_roles", why_last)
+    return turns
 
 
 @dataclass

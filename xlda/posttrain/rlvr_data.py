@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xlda.posttrain.chat import RecordError, message_list
+from xlda.posttrain.chat import RecordError, check_turns, message_list
 
 
 @dataclass
@@ -32,16 +32,8 @@ def prompt_messages(rec: dict) -> list[dict]:
         raise RecordError("no_prompt", "no 'prompt' (a string or a list of messages) or "
                           "'messages'")
     out = message_list(raw)
-    turns = out[1:] if out[0]["role"] == "system" else out
-    want = ("user", "assistant")
-    for i, m in enumerate(turns):
-        if m["role"] != want[i % 2]:
-            raise RecordError("wrong_roles", f"turn {i} has role {m['role']!r}, expected "
-                              f"{want[i % 2]!r} (optional system first, then user/assistant "
-                              "alternating)")
-    if not turns or turns[-1]["role"] != "user":
-        raise RecordError("wrong_roles", "the prompt must end with a user turn (the model "
-                          "writes the assistant turn)")
+    check_turns(out, "user", "the prompt must end with a user turn (the model writes the "
+                "assistant turn)")
     return out
 
 

@@ -74,25 +74,22 @@ def end_of_turn_ids(r) -> list:
 
 def build_rows(prompts: list, completions: list, S: int, pad: int) -> dict:
     """Rows of prompt + completion as CONTRACTS samples ``[N, S]``: inputs ``ids[:-1]``, labels
-    ``ids[1:]``, the loss on the labels that are completion tokens, padding its own document."""
-    N = len(prompts)
-    tokens = torch.full((N, S), pad, dtype=torch.int64)
-    labels = torch.full((N, S), pad, dtype=torch.int64)
-    loss_mask = torch.zeros(N, S, dtype=torch.float32)
-    doc_ids = torch.ones(N, S, dtype=torch.int32)
+    ``ids[1:]``, the loss on the labels that are completion tokens, padding its own document:
+    evaluation's scored sequences (xlda.evaluate.scorer.SequenceDataset) with the completion as
+    the scored continuation."""
+    from xlda.evaluate.scorer import SequenceDataset
+    from xlda.training.batches import collate
+
+    items = []
     for i, (p, c) in enumerate(zip(prompts, completions)):
-        ids = torch.as_tensor(list(p) + list(c), dtype=torch.int64)
-        n = len(ids) - 1
-        if n > S:
+        if len(p) + len(c) - 1 > S:
             raise ValueError(f"row {i}: prompt {len(p)} + completion {len(c)} tokens exceed "
                              f"--seq-length {S} + 1")
-        tokens[i, :n], labels[i, :n] = ids[:-1], ids[1:]
-        loss_mask[i, len(p) - 1:n] = 1.0
-        doc_ids[i, :n] = 0
-    return {"tokens": tokens, "labels": labels, "loss_mask": loss_mask,
-            "position_ids": torch.arange(S, dtype=torch.int64).expand(N, S).clone(),
-            "doc_ids": doc_ids, "lang_ids": torch.zeros(N, S, dtype=torch.int32),
-            "index": torch.arange(N, dtype=torch.int64)}
+        items.append((list(p) + list(c), len(c)))
+    ds = SequenceDataset(items, S, pad)
+    rows = collate([ds[i] for i in range(len(ds))])
+    rows.pop("last")  # (where a greedy step reads: not a training row's)
+    return rows
 
 
 def _swap(params: list, other: list) -> None:
@@ -201,18 +198,6 @@ class RLVRTask(ChatTask, BaseTask):
             self._epochs = {e: np.random.default_rng([self.cfg.training.seed, e]).permutation(n)}
         return self.prompts[int(self._epochs[e][q % n])]
 
-    def _dp_sum(self, x: torch.Tensor) -> torch.Tensor:
-        """Sum over the DP group (each DP rank filled its own rows)."""
-        from megatron.core import parallel_state as ps
-
-        tr = self.trainer
-        if tr.dp_size == 1:
-            return x
-        dev = tr.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
-        y = x.to(dev)
-        torch.distributed.all_reduce(y, group=ps.get_data_parallel_group())
-        return y.cpu()
-
     def _score(self, prompts: list, completions: list) -> torch.Tensor:
         """``[n, 1 + functions]``: the weighted reward (NaN: unscorable) and each function's."""
         out = torch.zeros(len(prompts), 1 + len(self.rewards.names), dtype=torch.float64)
@@ -225,8 +210,8 @@ class RLVRTask(ChatTask, BaseTask):
         return out
 
     def _generate_shard(self, rows: int, prompt_of, key_of, params):
-        """This DP rank's share of ``rows`` rows, generated and scored, summed over DP into
-        (completion ids [rows, T] padded with -1, rewards [rows, 1 + functions])."""
+        """This DP rank's share of ``rows`` rows, generated and scored, summed over the world
+        into (completion ids [rows, T], rewards [rows, 1 + functions])."""
         tr, T = self.trainer, params.max_new_tokens
         per = -(-rows // tr.dp_size)
         mine = range(tr.dp_rank * per, min(rows, (tr.dp_rank + 1) * per))
@@ -238,17 +223,16 @@ class RLVRTask(ChatTask, BaseTask):
 
         ids = torch.zeros(rows, T, dtype=torch.int64)  # +1 below: 0 means "no token"
         rewards = torch.zeros(rows, 1 + len(self.rewards.names), dtype=torch.float64)
-        for j, (i, c) in enumerate(zip(mine, comps)):
-            ids[i, :len(c)] = torch.as_tensor(c, dtype=torch.int64) + 1
-        # Scored once per model replica (its TP/PP rank 0), then summed over the whole world: a
+        # Filled once per model replica (its TP/PP rank 0), then summed over the whole world: a
         # reward with a timeout (math-verify) or any nondeterminism cannot give two TP ranks of
         # one replica different advantages (their copies of the weights would drift apart).
-        scorer = ps.get_tensor_model_parallel_rank() == 0 and \
-            ps.get_pipeline_model_parallel_rank() == 0
-        if len(mine) and scorer:
+        if len(mine) and ps.get_tensor_model_parallel_rank() == 0 and \
+                ps.get_pipeline_model_parallel_rank() == 0:
+            for i, c in zip(mine, comps):
+                ids[i, :len(c)] = torch.as_tensor(c, dtype=torch.int64) + 1
             rewards[mine.start:mine.stop] = self._score(prompts, comps)
-        ids, rewards = self._dp_sum(ids), self.trainer._all_reduce(rewards.view(-1)).view(
-            rows, -1)
+        ids = self.trainer._all_reduce(ids.view(-1)).view(rows, T)
+        rewards = self.trainer._all_reduce(rewards.view(-1)).view(rows, -1)
         completions = [[int(t) - 1 for t in row if t > 0] for row in ids.tolist()]
         return completions, rewards
 
@@ -303,15 +287,21 @@ class RLVRTask(ChatTask, BaseTask):
                "frac_reward_zero_std": float(zero_std.float().mean()),
                "truncated_ratio": float((~stops).float().mean()),
                "reward_std": float(rewards[finite, 0].std()) if int(finite.sum()) > 1 else 0.0}
+        out.update(self._function_means(rewards))
+        if tr.iteration % cfg.logging.log_interval == 0 or tr.iteration == 0:
+            tok = self.renderer.tok
+            tr.log0(f"[xlda] RLVR round {rnd} sample: {tok.decode(prompts[0])!r} -> "
+                    f"{tok.decode(completions[0])!r} (reward {float(rewards[0, 0]):.3f})")
+        return out
+
+    def _function_means(self, rewards: torch.Tensor) -> dict:
+        """``rewards/<function>``: each reward function's mean where it applied (not None)."""
+        out = {}
         for k, name in enumerate(self.rewards.names):
             col = rewards[:, 1 + k]
             ok = ~torch.isnan(col)
             if bool(ok.any()):
                 out[f"rewards/{name}"] = float(col[ok].mean())
-        if tr.iteration % cfg.logging.log_interval == 0 or tr.iteration == 0:
-            tok = self.renderer.tok
-            tr.log0(f"[xlda] RLVR round {rnd} sample: {tok.decode(prompts[0])!r} -> "
-                    f"{tok.decode(completions[0])!r} (reward {float(rewards[0, 0]):.3f})")
         return out
 
     def _token_logps(self, tr) -> torch.Tensor:
@@ -340,12 +330,11 @@ class RLVRTask(ChatTask, BaseTask):
                             batch["ref_logps"].float() if p.beta > 0 else None)
         per_token = d["per_token_loss"] * mask
         tokens = mask.sum()
+        rows = torch.ones_like(batch["reward"]).sum()
         if p.loss_type == "dapo":
             total, count = per_token.sum(), tokens
         else:  # grpo: each sequence's token mean, averaged over every row (an empty one: 0)
-            total = (per_token.sum(-1) / mask.sum(-1).clamp(min=1.0)).sum()
-            count = torch.ones_like(batch["reward"]).sum()
-        rows = torch.ones_like(batch["reward"]).sum()
+            total, count = (per_token.sum(-1) / mask.sum(-1).clamp(min=1.0)).sum(), rows
         stat = lambda x: torch.stack([(x.float() * mask).sum().detach(), tokens])  # noqa: E731
         low, high = d["low_clipped"], d["high_clipped"]
         report = {
@@ -372,10 +361,7 @@ class RLVRTask(ChatTask, BaseTask):
         out = {}
         ok = torch.isfinite(rewards[:, 0])
         out["reward"] = float(rewards[ok, 0].mean()) if bool(ok.any()) else math.nan
-        for k, name in enumerate(self.rewards.names):
-            col = rewards[:, 1 + k]
-            if bool((~torch.isnan(col)).any()):
-                out[f"rewards/{name}"] = float(col[~torch.isnan(col)].mean())
+        out.update(self._function_means(rewards))
         out["completion_length"] = float(np.mean([len(c) for c in completions]))
         return out
 
