@@ -108,7 +108,7 @@ def build_tokenizer(files: dict[str, Path], out: Path, log_dir: Path, log=_log) 
 
 
 def preprocess(files: dict[str, Path], tok: Path, prefix: Path, log_dir: Path, log=_log,
-               log_name: str = "preprocess.log") -> list[str]:
+               log_name: str = "preprocess.log", group_key: str | None = None) -> list[str]:
     manifest = Path(str(prefix) + ".manifest.json")
     if manifest.exists():
         log(f"preprocess: reusing the data of {manifest} (--fresh rebuilds it)")
@@ -116,7 +116,8 @@ def preprocess(files: dict[str, Path], tok: Path, prefix: Path, log_dir: Path, l
         cmd = [sys.executable, REPO_ROOT / "tools" / "preprocess_data.py", "--input",
                *files.values(), "--json-keys", "text", "--lang-key", "lang",
                "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", tok,
-               "--append-eod", "--output-prefix", prefix, "--workers", "1"]
+               "--append-eod", "--output-prefix", prefix, "--workers", "1",
+               *(["--group-key", group_key] if group_key else [])]
         _run(cmd, "preprocess (tools/preprocess_data.py)", log_dir / log_name,
              echo=lambda l: "docs," in l, say=log)
     langs = json.loads(manifest.read_text())["languages"]

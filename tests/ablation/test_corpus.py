@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.data.fixtures import write_jsonl
-from xlda.ablation.corpus import (GROUP, ReadSpec, prepare_data, read_docs, split_groups,
-                                  split_per_language)
+from xlda.ablation.corpus import (GROUP, ReadSpec, chunk_documents, prepare_data, read_docs,
+                                  split_groups, split_per_language)
 
 
 def _d(group, text=None):
@@ -92,6 +92,69 @@ def test_aligned_split_keeps_a_held_out_text_filed_under_another_key_out_of_trai
     sp = split_groups(docs, 1)
     assert sp.heldout_groups == ["a"]
     assert [d["text"] for d in sp.train["en"]] == ["other"]  # b's copy of a's text is dropped
+
+
+LONG = ("The Basic dialog editor opens and contains a blank dialog. Choose Tools - Macros - "
+        "Organize Dialogs, and then click New. Enter a name for the dialog and click OK. ")
+
+
+def test_aligned_split_holds_a_near_copy_under_another_key_out_of_training_in_every_language():
+    """A page filed again under another key with one word changed is not an exact copy; MinHash
+    finds it and its group leaves training in every language (its translation too)."""
+    near = LONG.replace("blank", "empty")
+    docs = {"en": [_d("a", LONG), _d("b", near), _d("c", "Something else entirely, unrelated.")],
+            "ko": [_d("a", "대화 상자"), _d("b", "대화 상자 편집기"), _d("c", "다른 쪽")],
+            "ja": [_d("a", "ダイアログ")]}  # a: in the most languages, so a is held out
+    assert {d[GROUP] for d in split_groups(docs, 1).train["ko"]} == {"b", "c"}  # off: kept
+    sp = split_groups(docs, 1, near_dup=0.5)
+    assert sp.heldout_groups == ["a"] and sp.near_dup_groups == ["b"]
+    for lang in ("en", "ko"):
+        assert [d[GROUP] for d in sp.train[lang]] == ["c"]
+    assert sp.train["ja"] == []
+
+
+def test_chunks_share_cut_points_across_translations_with_the_same_lines():
+    en = "Title line\nfirst sentence here\nsecond one\nthird sentence, long enough"
+    ko = "제목\n첫 문장입니다\n둘째\n셋째 문장입니다, 충분히 길다"
+    docs = {"en": [_d("p", en), _d("q", "one line\ntwo")], "ko": [_d("p", ko), _d("q", "한 줄")]}
+    out = chunk_documents(docs, 32, script_filter=False)
+    # cost per line = its longer version + 1: 11, 20, 11, 28; runs of <= 32: [0, 1], [2], [3]
+    assert [(d[GROUP], d["text"]) for d in out["en"] if d[GROUP].startswith("p")] == [
+        ("p#0", "Title line\nfirst sentence here"), ("p#1", "second one"),
+        ("p#2", "third sentence, long enough")]
+    assert [(d[GROUP], d["text"]) for d in out["ko"] if d[GROUP].startswith("p")] == [
+        ("p#0", "제목\n첫 문장입니다"), ("p#1", "둘째"), ("p#2", "셋째 문장입니다, 충분히 길다")]
+    # q: 2 lines in en, 1 in ko: each cut on its own, aligned with nothing
+    assert [d[GROUP] for d in out["en"] if d[GROUP].startswith("q")] == ["q#en0"]
+    assert [d[GROUP] for d in out["ko"] if d[GROUP].startswith("q")] == ["q#ko0"]
+
+
+def test_chunks_drop_blank_and_other_script_runs_and_keep_long_lines_whole():
+    docs = {"ko": [_d("p", "Module Contents Index\n가나다라 마바사\n   \n" + "아" * 50)]}
+    out = chunk_documents(docs, 20)
+    # run 0 (English UI strings) is not Korean: dropped; the blank line joins run 1 or is its
+    # own blank run; the 50-character line exceeds the budget and stays whole
+    assert [d["text"] for d in out["ko"]][-1] == "아" * 50
+    assert all("Module" not in d["text"] for d in out["ko"])
+    assert all(d["text"].strip() for d in out["ko"])
+    kept = chunk_documents(docs, 20, script_filter=False)["ko"]
+    assert kept[0]["text"].startswith("Module")
+
+
+@given(st.lists(st.lists(st.text("ab ", min_size=0, max_size=12), min_size=1, max_size=8),
+                min_size=1, max_size=4), st.integers(1, 40))
+@settings(max_examples=60, deadline=None)
+def test_chunks_are_whole_lines_in_order_and_lose_no_text(pages, budget):
+    """Without the filter, every non-blank run is kept: joined back they are the page's lines."""
+    docs = {"en": [_d(f"g{i}", "\n".join(lines)) for i, lines in enumerate(pages)]}
+    out = chunk_documents(docs, budget, script_filter=False)["en"]
+    for i, lines in enumerate(pages):
+        mine = [d for d in out if d[GROUP].startswith(f"g{i}#")]
+        got = "\n".join(d["text"] for d in mine).split("\n")
+        assert [x for x in got if x.strip()] == [x for x in lines if x.strip()]
+        for d in mine:
+            ls = d["text"].split("\n")
+            assert len(ls) == 1 or sum(len(x) + 1 for x in ls) <= budget
 
 
 def test_aligned_split_errors():

@@ -99,3 +99,38 @@ def test_batches_hold_every_condition_in_item_order(probe):
     assert [b["tokens"].shape for b in bs[("ko", "none")]] == [(1, S), (1, S)]
     assert bs[("ko", "translation")][1]["tokens"][0, 6:14].tolist() == list(range(121, 129))
     assert probe_batches({"ko": []}, S, EOD) == {("ko", c): [] for c in CONDITIONS}
+
+
+def test_subsets_mark_copyable_and_native_scored_tokens():
+    """copyable: the predicted token occurs in the translation's text (its EOD excluded);
+    native: it does not and holds the target's script (here: ids >= 100 are "native")."""
+    docs = {"en": [np.array([5, 6, 7, EOD]), np.array([8, 9, 10, EOD])],
+            "ko": [np.array([100, 6, 101, 7, 102, 5, EOD])]}
+    groups = {"en": ["g", "h"], "ko": ["g"]}
+    native = {"ko": np.arange(200) >= 100, "en": np.zeros(200, bool)}
+    (item,) = build_probe(docs, groups, 12, EOD, context_len=4, min_target=4, native=native)["ko"]
+    # labels of the scored positions: target[1:] = 6, 101, 7, 102, 5, EOD
+    assert item.copyable.tolist() == [True, False, True, False, True, False]
+    assert item.native.tolist() == [False, True, False, True, False, False]
+    seq = probe_sequence(item, "translation", 12, EOD)
+    o = len(item.translation)
+    assert seq["subset_copyable"].tolist() == [0] * o + [1, 0, 1, 0, 1, 0] + [0] * (12 - o - 6)
+    assert (seq["subset_native"] <= seq["loss_mask"]).all()  # subsets of the scored tokens
+    assert "subset_native" not in probe_sequence(
+        build_probe(docs, groups, 12, EOD, context_len=4, min_target=4)["ko"][0], "none", 12, EOD)
+
+
+def test_native_tokens_by_script():
+    from xlda.ablation.probe import native_tokens
+
+    class Tok:
+        vocab_size = 4
+        text = ["a", "가", "か", "中"]
+
+        def detokenize(self, ids):
+            return self.text[ids[0]]
+
+    assert native_tokens(Tok(), "ko").tolist() == [False, True, False, False]
+    assert native_tokens(Tok(), "ja").tolist() == [False, False, True, False]
+    assert native_tokens(Tok(), "zh").tolist() == [False, False, False, True]
+    assert not native_tokens(Tok(), "en").any()

@@ -1,5 +1,6 @@
-"""The ablation's runs: the plan (the mask is the only difference), the held-out batches, an
-end-to-end micro run with the probe, and the command."""
+"""The ablation's runs: the plan (A and B differ only in the mask and see identical batches, A and
+C only in the packing), the held-out batches, an end-to-end micro run with the probe, the
+induction test and the measured affinity, and the command."""
 import json
 import math
 
@@ -9,11 +10,12 @@ import torch
 
 from xlda.ablation import report
 from xlda.ablation.corpus import LANGS
-from xlda.ablation.runs import (MASKS, AblationConfig, heldout_dataset, heldout_docs,
-                                init_checksum, isolated_batches, loss_sums, prepare_heldout,
-                                train_and_eval)
+from xlda.ablation.runs import (ARMS, MASKS, AblationConfig, heldout_dataset, heldout_docs,
+                                index_affinity, init_checksum, isolated_batches, loss_sums,
+                                prepare_heldout, train_and_eval)
 
 SEQ = 64
+EVEN = {"en": 0.25, "ko": 0.25, "ja": 0.25, "zh": 0.25}  # band room for pairs in small indexes
 
 
 def _ablation(data, **kw):
@@ -23,32 +25,68 @@ def _ablation(data, **kw):
     return AblationConfig(**base)
 
 
-def test_plan_mask_is_the_only_difference(tiny_data):
+def test_plan_arms_differ_only_where_they_must(tiny_data):
+    """A and B: the same run but for the mask, so the same packing index and batches; A and C:
+    the same but for the packer's affinity, so other batches; seeds change the data."""
     from xlda.training.batches import build_run_datasets
 
-    plan = _ablation(tiny_data, train_iters=6).build()
-    assert [(s.mask, s.seed) for s in plan] == [(m, s) for s in (1, 2) for m in MASKS]
-    cfgs = {(s.mask, s.seed): s.run_config() for s in plan}
+    plan = _ablation(tiny_data, train_iters=40, mix=EVEN).build()
+    assert [(s.arm, s.seed) for s in plan] == [(a, s) for s in (1, 2) for a in "ABC"]
+    assert [(s.mask, s.affinity_p) for s in plan[:3]] == [("xlda", 1.0), ("document", 1.0),
+                                                          ("xlda", 0.0)]
+    cfgs = {(s.arm, s.seed): s.run_config() for s in plan}
     for seed in (1, 2):
-        dicts = [cfgs[(m, seed)].to_dict() for m in MASKS]
-        assert [d["model"].pop("attention_mask_type") for d in dicts] == list(MASKS)
-        assert dicts[0] == dicts[1] == dicts[2]
-    samples = {}
+        a, b, c = (cfgs[(k, seed)].to_dict() for k in "ABC")
+        assert (a["model"].pop("attention_mask_type"), b["model"].pop("attention_mask_type")) == \
+            ("xlda", "document")
+        assert a == b
+        assert (a["data"].pop("xlda_affinity_p"), a["data"].pop("xlda_affinity_key")) == (1.0, "group")
+        assert (c["data"].pop("xlda_affinity_p"), c["data"].pop("xlda_affinity_key")) == (0.0, None)
+        c["model"].pop("attention_mask_type")
+        assert a == c
+    samples, stats = {}, {}
     for key, cfg in cfgs.items():
         ds = build_run_datasets(cfg, log=lambda *a: None).train
         assert len(ds) >= 4
         samples[key] = torch.stack([ds[i]["tokens"] for i in range(len(ds))])
+        stats[key] = ds.index.stats
     for seed in (1, 2):
-        assert torch.equal(samples[("xlda", seed)], samples[("document", seed)])
-        assert torch.equal(samples[("xlda", seed)], samples[("causal", seed)])
-    assert not torch.equal(samples[("xlda", 1)], samples[("xlda", 2)])
+        assert torch.equal(samples[("A", seed)], samples[("B", seed)])
+        assert stats[("A", seed)]["affinity_swaps"] > 0  # affinity placed pairs...
+        assert not torch.equal(samples[("A", seed)], samples[("C", seed)])  # ...so C differs
+        assert "affinity_p" not in stats[("C", seed)]  # C is today's packing
+    assert not torch.equal(samples[("A", 1)], samples[("A", 2)])
 
 
-def test_plan_rejects_unknown_mask_and_size(tiny_data):
-    with pytest.raises(ValueError, match="unknown mask"):
-        _ablation(tiny_data, masks=("xlda", "full")).build()
+def test_measured_affinity_of_a_run_index_matches_the_build(tiny_data):
+    """index_affinity (every arm's report, C's too) measures on the index what the build
+    measured for an affinity index, from its own reading of the groups."""
+    from xlda.training.batches import build_run_datasets
+
+    for arm in "AC":
+        spec = next(s for s in _ablation(tiny_data, train_iters=40, mix=EVEN).build() if s.arm == arm)
+        ds = build_run_datasets(spec.run_config(), log=lambda *a: None).train
+        got = index_affinity(ds, "group", SEQ)
+        assert set(got) == {"affinity_pairs", "documents_started", "affinity_rate",
+                            "affinity_windows"}
+        if arm == "A":
+            assert got == {k: ds.index.stats[k] for k in got}
+            assert got["affinity_pairs"] > 0
+        assert 0 <= got["affinity_pairs"] <= got["documents_started"]
+    assert index_affinity(ds, None, SEQ) is None
+
+
+def test_plan_rejects_unknown_arm_size_p_and_affinity_without_groups(tiny_data):
+    with pytest.raises(ValueError, match="unknown arm"):
+        _ablation(tiny_data, arms=("A", "Z")).build()
     with pytest.raises(ValueError, match="--size"):
         _ablation(tiny_data, size="huge")
+    for p in (0.0, 1.5):
+        with pytest.raises(ValueError, match="--affinity-p"):
+            _ablation(tiny_data, affinity_p=p).build()
+    with pytest.raises(ValueError, match="--group-key"):
+        _ablation({**tiny_data, "group_field": None}).build()
+    assert len(_ablation({**tiny_data, "group_field": None}, arms=("C",)).build()) == 2
 
 
 def test_heldout_packed_set_is_fixed_and_multilingual(tiny_data):
@@ -82,32 +120,44 @@ def test_isolated_batches_hold_one_document_each(tiny_data):
 
 # -- end to end --------------------------------------------------------------------------------
 def test_micro_run_same_init_and_data_isolated_mask_free_probe_zero_under_document(tiny_data):
-    """1 seed x 3 masks, 2 iterations: identical init and first sample across masks; the
-    single-document metric does not depend on the mask, the packed one does; the probe's
-    transfer is exactly 0 for the document-mask model and not for the others."""
+    """1 seed x arms A, B, C, D, 2 iterations: identical init across arms, identical batches for
+    the affinity arms; the single-document metric does not depend on the mask, the packed one
+    does; the probe's transfer is exactly 0 for the document-mask model (B) and not for the
+    others; every run reports its induction test and measured affinity."""
     from xlda.ablation.probe import probe_losses
     from xlda.training.loop import Trainer
 
-    a = _ablation(tiny_data, seeds=(1,))
+    a = _ablation(tiny_data, seeds=(1,), arms=tuple(ARMS))
     held = prepare_heldout(a)
-    assert held["probe_items"] == {"ko": 6, "ja": 6, "zh": 6}
+    n_items = held["probe_items"]
+    assert set(n_items) == {"ko", "ja", "zh"} and min(n_items.values()) >= 6
     results = [train_and_eval(spec, held, log=lambda *x: None) for spec in a.build()]
-    facts = [r["facts"] for r in results]
-    assert len({f["init_checksum"] for f in facts}) == 1
-    assert len({f["first_sample_sum"] for f in facts}) == 1
-    assert all(f["iterations"] == 2 and math.isfinite(f["last_loss"]) for f in facts)
+    facts = {r["facts"]["arm"]: r["facts"] for r in results}
+    assert len({f["init_checksum"] for f in facts.values()}) == 1
+    same = {(f["first_sample_sum"], f["samples_64_sum"]) for k, f in facts.items() if k != "C"}
+    assert len(same) == 1  # A, B, D: one index
+    assert all(f["iterations"] == 2 and math.isfinite(f["last_loss"]) for f in facts.values())
+    for f in facts.values():
+        assert set(f["induction"]) == {"random", "text"}
+        assert all(math.isclose(v["gain"], v["control"] - v["repeat"])
+                   for v in f["induction"].values())
+        assert f["affinity"]["documents_started"] > 0
     rows = [row for r in results for row in r["rows"]]
+    assert {r["arm"] for r in rows} == set("ABCD")
     # per run: packed x 3 eval masks x 4 languages + isolated x 4 + probe 3 conditions x 3
-    assert len(rows) == 3 * (3 * 4 + 4 + 3 * 3)
+    # (plus the subsets, where a subset has tokens)
+    assert len([r for r in rows if "@" not in r["metric"]]) == 4 * (3 * 4 + 4 + 3 * 3)
+    assert {r["metric"].partition("@")[2] for r in rows} == {"", "native", "copyable"}
     transfer = report.values(rows, "transfer")
-    assert {k: v for k, v in transfer.items() if k[0] == "document"} == {
-        ("document", 1, l): 0.0 for l in ("ko", "ja", "zh")}
+    assert {k: v for k, v in transfer.items() if k[0] == "B"} == {
+        ("B", 1, l): 0.0 for l in ("ko", "ja", "zh")}
     for r in results:  # per document: the same under the document mask, not under the others
         items = r["probe_items"]
         for lang in ("ko", "ja", "zh"):
             same = items[f"{lang}/translation"] == items[f"{lang}/unrelated"]
             assert same == (r["facts"]["mask"] == "document"), (r["facts"]["name"], lang)
-    assert [len(results[0]["probe_items"][f"ko/{c}"]) for c in ("translation", "none")] == [6, 6]
+    assert [len(results[0]["probe_items"][f"ko/{c}"]) for c in ("translation", "none")] == \
+        [n_items["ko"]] * 2
     # one trained model under every mask: isolated identical, packed not; probe per document
     trainer = Trainer(a.build()[0].run_config(), print_fn=lambda *x: None).setup()
     model = trainer.model_chunks[0]
@@ -122,7 +172,7 @@ def test_micro_run_same_init_and_data_isolated_mask_free_probe_zero_under_docume
                                    rtol=1e-5)  # shifted positions: RoPE is relative
     xl = probe_losses(model, held["probe"], "xlda")
     assert not np.array_equal(xl[("ko", "translation")][0], xl[("ko", "unrelated")][0])
-    assert init_checksum(model) == pytest.approx(facts[0]["init_checksum"], rel=1e-12)
+    assert init_checksum(model) == pytest.approx(facts["A"]["init_checksum"], rel=1e-12)
 
 
 def test_cli_defaults_presets_and_errors():
@@ -130,7 +180,8 @@ def test_cli_defaults_presets_and_errors():
     from xlda.ablation.runs import MIXES, SIZES
 
     a = parse_args([])
-    assert (a.seeds, a.size, a.mix, a.heldout) == (5, "medium", MIXES["7b"], 128)
+    assert (a.seeds, a.size, a.mix, a.heldout) == (5, "tiny", MIXES["7b"], 128)
+    assert (a.arms, a.affinity_p, a.chunk_chars, a.near_dup) == ("A,B,C", 1.0, 200, 0.8)
     assert a.mix == {"en": 0.85, "ko": 0.10, "ja": 0.025, "zh": 0.025}
     assert (a.group_key, a.group_pattern) == (LIBREOFFICE["group_key"], LIBREOFFICE["group_pattern"])
     assert sorted(a.inputs) == sorted(LANGS)
@@ -143,22 +194,27 @@ def test_cli_defaults_presets_and_errors():
     assert (a.group_key, a.group_pattern) == ("page", None)  # no LibreOffice preset with --input
     assert parse_args(["--mix", "en=0.8,ko=0.1,ja=0.05,zh=0.05"]).mix["ja"] == 0.05
     for bad in (["--mix", "en:0.8"], ["--input", "ko"], ["--size", "huge"], ["--seeds", "1"],
-                ["--heldout", "0"], ["--masks", "xlda,causal"], ["--masks", "xlda,document,full"],
+                ["--heldout", "0"], ["--arms", "A,B"], ["--arms", "A,B,C,Z"], ["--arms", "A,B,C,C"],
+                ["--affinity-p", "0"], ["--affinity-p", "1.5"], ["--near-dup", "2"],
+                ["--chunk-chars", "-1"],
+                ["--input", "en=a", "--input", "ko=b", "--mix", "en=0.9,ko=0.1"],  # no group key
                 ["--mix", "en=0.9,ko=0.1"],  # ja and zh inputs without a share
                 ["--input", "en=a", "--input", "ko=b"],  # the 7b mix names ja and zh too
                 ["--input", "en=a", "--input", "ko=b", "--mix", "en=1,ko=0", "--corpus", "d"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
-    ok = parse_args(["--input", "en=a", "--input", "ko=b", "--mix", "en=0.9,ko=0.1"])
-    assert ok.inputs == {"en": ["a"], "ko": ["b"]} and ok.group_key is None
+    ok = parse_args(["--input", "en=a", "--input", "ko=b", "--mix", "en=0.9,ko=0.1",
+                     "--group-key", "page"])
+    assert ok.inputs == {"en": ["a"], "ko": ["b"]} and ok.group_key == "page"
     assert SIZES["gpu"].seq_length == 1024 and SIZES["gpu"].bf16
 
 
 def test_size_presets_resolve_and_flags_override(tiny_data):
     a = AblationConfig(data=tiny_data)
-    assert (a.size, a.train_iters, a.seq_length, a.global_batch_size) == ("medium", 256, 256, 8)
+    assert (a.size, a.train_iters, a.seq_length, a.global_batch_size) == ("tiny", 2000, 256, 8)
+    assert (a.arms, a.seeds, a.affinity_p) == (("A", "B", "C"), (1, 2, 3, 4, 5), 1.0)
     cfg = a.build()[0].run_config()
-    assert (cfg.model.num_layers, cfg.model.hidden_size, cfg.training.train_iters) == (6, 256, 256)
+    assert (cfg.model.num_layers, cfg.model.hidden_size, cfg.training.train_iters) == (2, 128, 2000)
     assert cfg.data.xlda_beta == {"en": 0.85, "ko": 0.10, "ja": 0.025, "zh": 0.025}
     assert cfg.data.xlda_alpha == 0.0 and cfg.data.split == "100,0,0"
     g = AblationConfig(data=tiny_data, size="gpu", train_iters=7).build()[0].run_config()
@@ -186,16 +242,20 @@ def test_command_end_to_end_on_the_real_tools(tmp_path, corpus, capsys):
             str(tmp_path / "doc" / "RESULTS.md"), *inputs]
     out = run(parse_args(argv))
     d = json.loads(next((tmp_path / "w").glob("data_*/prepared.json")).read_text())
-    assert d["aligned"] and all(len(g) <= 6 for g in d["heldout_groups"].values())
-    held = set().union(*map(set, d["heldout_groups"].values()))
+    page = lambda g: g.rsplit("#", 1)[0]  # noqa: E731 - a chunk's group: <page>#<k>
+    assert d["aligned"] and d["pages"]["heldout"] == {l: 6 for l in LANGS}
+    held = {page(g) for gs in d["heldout_groups"].values() for g in gs}
     assert len(held) == 6
-    for lang in LANGS:
-        assert not set(d["train_groups"][lang]) & held
-    for name in ("runs.csv", "summary.csv", "paired.csv", "results.md", "ablation.png"):
+    for lang in LANGS:  # no chunk of a held-out page trains, in any language
+        assert not {page(g) for g in d["train_groups"][lang]} & held
+    assert d["chunk_chars"] == 200 and d["near_dup"]["threshold"] == 0.8
+    for name in ("runs.csv", "summary.csv", "endpoints.csv", "results.md", "ablation.png"):
         assert (out["out"] / name).stat().st_size > 0
     md = (tmp_path / "doc" / "RESULTS.md").read_text()
     assert md == (out["out"] / "results.md").read_text() and (tmp_path / "doc" / "ablation.png").exists()
-    assert "## Conclusion" in md and "| xlda | ko |" in md
+    assert md.index("## Pre-registered primary endpoints") < md.index("## Verdict") < \
+        md.index("## Secondary endpoints")
+    assert "| E1a | ko probe transfer (b)-(a), in A |" in md and "| E2 |" in md
     capsys.readouterr()
     run(parse_args(argv))
     log = capsys.readouterr().out
@@ -238,7 +298,7 @@ def test_runs_in_one_process_do_not_pile_up_process_group_threads(tiny_data):
     threads behind (423 threads after 7 runs of the default ablation)."""
     from xlda.training.loop import Trainer
 
-    a = _ablation(tiny_data, seeds=(1, 2), masks=("document",))
+    a = _ablation(tiny_data, seeds=(1, 2), arms=("B",))
     held = prepare_heldout(a)
     Trainer(a.build()[0].run_config(), print_fn=lambda *x: None).setup()
     assert _gloo_threads() > 0  # the count below counts something

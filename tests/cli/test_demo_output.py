@@ -72,7 +72,7 @@ def test_ablation_results_dir_names_resolved_values(tmp_path):
     name = results_dir(tmp_path, a, "tok.json").name
     assert name.startswith("results_tiny_it300_mixen0.7-ko0.3_mb8_gb8_s256_e48_i48_p128_d")
     a = AblationConfig(data={}, size="tiny", micro_batch_size=2, seq_length=128)
-    assert "_it300_" in results_dir(tmp_path, a, "t").name
+    assert "_it2000_" in results_dir(tmp_path, a, "t").name
     assert "_mb2_gb8_s128_" in results_dir(tmp_path, a, "t").name
     assert results_dir(tmp_path, a, "t") != results_dir(tmp_path, a, "u")  # other data
     from xlda.data.packing import FORMAT_VERSION  # another packing: runs never reused

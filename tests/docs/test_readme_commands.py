@@ -21,7 +21,7 @@ SKIPPED = {
     "bash examples/demo.sh": "the demo contract: tests/training/test_demo.py runs xlda.demo",
     "bash scripts/test.sh": "the test contract: CI runs it",
     "python tools/merge_datasets.py": "needs array-job shards; tests/data/test_merge.py",
-    "bash examples/trillion7b/ablation/run_ablation.sh": "~55 min; tests/ablation (slow) runs "
+    "bash examples/trillion7b/ablation/run_ablation.sh": "~50 min; tests/ablation (slow) runs "
                                                          "it on a small corpus",
 }
 

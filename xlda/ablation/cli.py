@@ -1,29 +1,31 @@
-"""``python examples/trillion7b/ablation/run_ablation.py``: the XLDA mask ablation.
+"""``python examples/trillion7b/ablation/run_ablation.py``: the XLDA ablation (v3).
 
 Per-language JSONL (default: the bundled LibreOffice help corpus, aligned by page) -> held-out
-split (aligned groups removed from training in every language) -> tokenizer -> indexed data ->
-the recipe trained with masks xlda / document / causal over several seeds (same data order and
-init per seed) -> held-out loss per language, the in-context transfer probe, paired differences
-against ``document`` with bootstrap and t 95% intervals -> ``<workdir>/results_<tag>/``: runs.csv,
-summary.csv, paired.csv, results.md, ablation.png (and ``--results-md``). Data and finished runs
-are cached in the workdir, so an interrupted ablation resumes where it stopped.
+split (aligned groups, and near copies of their pages, removed from training in every language)
+-> pages cut into aligned line chunks -> tokenizer -> indexed data with each document's group ->
+the recipe trained in arms A (xlda + affinity packing), B (document mask, A's batches), C (xlda,
+today's packing) over several seeds (same init per seed) -> held-out loss per language, the
+in-context transfer probe, the induction test, the pre-registered endpoints E1/E2 with paired t
+intervals, the secondary ones Holm-corrected -> ``<workdir>/results_<tag>/``: runs.csv,
+summary.csv, endpoints.csv, results.md, ablation.png (and ``--results-md``). Data and finished
+runs are cached in the workdir, so an interrupted ablation resumes where it stopped.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
-import os
-import platform
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from xlda.ablation import report
+from xlda.ablation.results_md import results_markdown
 from xlda.ablation.corpus import LANGS, ReadSpec, prepare_data
-from xlda.ablation.runs import (BASELINE, GPU_MFU, MASKS, MIXES, SIZES, AblationConfig,
-                                gpu_minutes, prepare_heldout, run_flops, train_and_eval)
+from xlda.ablation.near_dup import THRESHOLD
+from xlda.ablation.runs import (ARMS, DEFAULT_ARMS, MIXES, SIZES, AblationConfig,
+                                prepare_heldout, train_and_eval)
 from xlda.cli.flags import FlagParser, fail
 from xlda.paths import REPO_ROOT, corpus_dir
 
@@ -61,8 +63,12 @@ def parse_args(argv=None):
     p.add_argument("--workdir", default=str(REPO_ROOT / "runs" / "ablation"),
                    help="data, indexes and one run folder per mask and seed")
     p.add_argument("--seeds", type=int, default=5, help="seeds 1..N (>= 2 for intervals)")
-    p.add_argument("--masks", default=",".join(MASKS), help="comma-separated masks to train")
-    p.add_argument("--size", choices=sorted(SIZES), default="medium",
+    p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
+                   help="comma-separated arms: " + "; ".join(f"{k}: {v.note}"
+                                                             for k, v in ARMS.items()))
+    p.add_argument("--affinity-p", type=float, default=1.0,
+                   help="the packer's --xlda-affinity-p in the affinity arms (A, B, D)")
+    p.add_argument("--size", choices=sorted(SIZES), default="tiny",
                    help="; ".join(f"{k}: {v.note}" for k, v in SIZES.items()))
     p.add_argument("--train-iters", type=int, default=None, help="default: the size's")
     g = p.add_argument_group("corpus (default: the bundled LibreOffice help corpus, by page)")
@@ -79,6 +85,12 @@ def parse_args(argv=None):
                    help="held-out groups (aligned; removed in every language) or documents "
                         "per language (no --group-key)")
     g.add_argument("--max-train-docs", type=int, default=0, help="per language; 0 = all")
+    g.add_argument("--chunk-chars", type=int, default=200,
+                   help="cut documents (after the split) into runs of whole lines of at most "
+                        "this many characters, aligned across translations; 0 = whole pages")
+    g.add_argument("--near-dup", type=float, default=THRESHOLD,
+                   help="hold out training groups with a document this similar (MinHash "
+                        "Jaccard) to a held-out one too; 0 = off")
     g.add_argument("--corpus", default=None, help="the bundled corpus' directory "
                                                   "(default: xlda.paths.corpus_dir())")
     p.add_argument("--mix", type=_mix, default=dict(MIXES["7b"]),
@@ -86,7 +98,7 @@ def parse_args(argv=None):
                         f"en .85, ko .10, ja .025, zh .025), or en=..,ko=..")
     p.add_argument("--eval-samples", type=int, default=48,
                    help="held-out packed windows for the in-context loss")
-    p.add_argument("--isolated-docs", type=int, default=48,
+    p.add_argument("--isolated-docs", type=int, default=256,
                    help="held-out documents per language scored alone (no other document)")
     p.add_argument("--probe-context", type=int, default=None,
                    help="probe context tokens (default: half the sequence)")
@@ -100,10 +112,18 @@ def parse_args(argv=None):
         p.error(f"--seeds {args.seeds}: paired intervals need >= 2 seeds (5 is the default)")
     if args.heldout < 1:
         p.error(f"--heldout {args.heldout}: hold out at least 1 group or document")
-    masks = args.masks.split(",")
-    if BASELINE not in masks or set(masks) - set(MASKS):
-        p.error(f"--masks {args.masks}: choose from {','.join(MASKS)}, including {BASELINE} "
-                f"(every difference is taken against it)")
+    arms = args.arms.split(",")
+    if set(arms) - set(ARMS) or len(set(arms)) != len(arms):
+        p.error(f"--arms {args.arms}: choose from {','.join(ARMS)}, each once")
+    if not set(DEFAULT_ARMS) <= set(arms):
+        p.error(f"--arms {args.arms}: the pre-registered endpoints need arms "
+                f"{','.join(DEFAULT_ARMS)}")
+    if not 0.0 < args.affinity_p <= 1.0:
+        p.error(f"--affinity-p {args.affinity_p}: must be in (0, 1] (arm C is affinity 0)")
+    if not 0.0 <= args.near_dup <= 1.0:
+        p.error(f"--near-dup {args.near_dup}: a Jaccard similarity in [0, 1] (0 = off)")
+    if args.chunk_chars < 0:
+        p.error(f"--chunk-chars {args.chunk_chars}: >= 0 (0 = whole pages)")
     args.bundled = args.input is None
     if args.input is None:
         corpus = Path(args.corpus) if args.corpus else corpus_dir()
@@ -113,6 +133,9 @@ def parse_args(argv=None):
             args.group_pattern = args.group_pattern or LIBREOFFICE["group_pattern"]
     elif args.corpus:
         p.error("--corpus names the bundled corpus' directory; with --input it would be ignored")
+    if args.group_key is None:
+        p.error("the arms compare affinity packing, which needs documents that translate each "
+                "other: pass --group-key FIELD (and --group-pattern) with --input")
     inputs: dict = {}
     for lang, path in args.input:
         inputs.setdefault(lang, []).append(path)
@@ -125,7 +148,8 @@ def parse_args(argv=None):
 
 
 def ablation_config(args, data: dict, work: Path) -> AblationConfig:
-    return AblationConfig(data=data, masks=tuple(args.masks.split(",")),
+    return AblationConfig(data=data, arms=tuple(args.arms.split(",")),
+                          affinity_p=args.affinity_p,
                           seeds=tuple(range(1, args.seeds + 1)), train_iters=args.train_iters,
                           size=args.size, mix=args.mix, eval_samples=args.eval_samples,
                           isolated_docs=args.isolated_docs, probe_context=args.probe_context,
@@ -159,7 +183,8 @@ def run(args) -> dict:
     spec = ReadSpec(text_key=args.text_key, group_key=args.group_key,
                     group_pattern=args.group_pattern, script_filter=not args.no_script_filter)
     try:  # the corpus as read: its errors name the file, line and flag (one line, exit 2)
-        data = prepare_data(args.inputs, work, spec, args.heldout, args.max_train_docs, log=_log)
+        data = prepare_data(args.inputs, work, spec, args.heldout, args.max_train_docs, log=_log,
+                            near_dup=args.near_dup, chunk_chars=args.chunk_chars)
     except (ValueError, OSError) as e:
         fail("run_ablation", str(e))
     a = ablation_config(args, data, work)
@@ -188,13 +213,13 @@ def run(args) -> dict:
         rows += r["rows"]
         facts.append(r["facts"])
     summary = report.aggregate(rows)
-    prows = report.paired_rows(rows, BASELINE)
+    erows = report.endpoint_rows(rows, report.PRIMARY + report.secondary(heldout["languages"]))
     report.write_csv(rows, out / "runs.csv", report.RUN_FIELDS)
     report.write_csv(summary, out / "summary.csv", report.SUMMARY_FIELDS)
-    report.write_csv(prows, out / "paired.csv", report.PAIRED_FIELDS)
-    png = report.plot(prows, rows, out / "ablation.png")
+    report.write_csv(erows, out / "endpoints.csv", report.ENDPOINT_FIELDS)
+    png = report.plot(erows, rows, out / "ablation.png")
     wall = time.perf_counter() - t0
-    md = results_markdown(summary, prows, rows, facts, args, a, wall, data, heldout)
+    md = results_markdown(summary, erows, rows, facts, args, a, wall, data, heldout)
     (out / "results.md").write_text(md)
     if args.results_md:
         dst = Path(args.results_md)
@@ -202,161 +227,9 @@ def run(args) -> dict:
         dst.write_text(md)
         shutil.copyfile(png, dst.parent / png.name)
     _log(md)
-    _log(f"[ablation] wrote {out}/runs.csv, summary.csv, paired.csv, results.md, {png.name}"
+    _log(f"[ablation] wrote {out}/runs.csv, summary.csv, endpoints.csv, results.md, {png.name}"
          + (f" and {args.results_md}" if args.results_md else "") + f" ({wall:.0f}s total)")
-    return {"summary": summary, "paired": prows, "rows": rows, "facts": facts, "out": out}
-
-
-def _params(a: AblationConfig, facts) -> str:
-    m = a.build()[0].run_config().model
-    n = facts[0].get("params") if facts else None
-    return (f"`{a.size}`: {m.num_layers} layers x {m.hidden_size}, {m.num_attention_heads} heads "
-            f"({m.num_query_groups} KV groups), FFN {m.ffn_hidden_size}"
-            + (f", {n / 1e6:.2f}M parameters" if n else ""))
-
-
-def _annealing(a: AblationConfig) -> str:
-    from xlda.training.wsd import annealing_probabilities
-
-    d = a.build()[0].run_config().data
-    blend = annealing_probabilities(list(a.mix), list(a.mix.values()),
-                                    d.annealing_multilingual_multiplier, d.primary_language)
-    return ", ".join(f"{k} {v:.3f}" for k, v in blend.items())
-
-
-def _realized(facts, key: str) -> str:
-    """Per language, the range over runs of a realized share (runs cached before packing v3
-    have none: said so)."""
-    got = [f[key] for f in facts if f.get(key)]
-    if not got:
-        return "not recorded (runs from before packing v3: rerun to measure)"
-    out = []
-    for lang in got[0]:
-        lo, hi = min(g[lang] for g in got), max(g[lang] for g in got)
-        out.append(f"{lang} {lo:.3f}" if round(lo, 3) == round(hi, 3) else
-                   f"{lang} {lo:.3f}-{hi:.3f}")
-    return ", ".join(out)
-
-
-def results_markdown(summary, prows, rows, facts, args, a, wall, data, heldout) -> str:
-    cmd = "python examples/trillion7b/ablation/run_ablation.py " + " ".join(sys.argv[1:])
-    train_s = [f["train_s"] for f in facts]
-    tps = [f["tokens_per_s"] for f in facts if f.get("tokens_per_s")]
-    tokens = a.train_iters * a.global_batch_size * a.seq_length
-    held = {l: len(g) for l, g in data["heldout_groups"].items()}
-    gpu = run_flops("gpu")
-    lines = [
-        "# XLDA mask ablation: held-out loss, in-context transfer, paired intervals", "",
-        "Generated by `bash examples/trillion7b/ablation/run_ablation.sh` (this whole file and "
-        "`ablation.png`; finished runs are cached under `runs/ablation/`, so rerunning it only "
-        "rewrites the report).", "",
-        "What it measures. The model is trained with the attention mask as the only difference: "
-        "`xlda` (a token sees earlier tokens of its own document and of documents in OTHER "
-        "languages), `document` (own document only: the standard practice XLDA replaces, so every "
-        "difference is taken against it) and `causal` (everything earlier). For one seed the three "
-        "masks see byte-identical batches and start from identical weights (init checksum and "
-        "sample-0 columns below). Held-out documents are never trained on; with an alignment key "
-        "their translations are removed from training in every language too.", "",
-        "- **packed**: held-out documents packed like training (>= 2 languages per sequence), "
-        "each model under its own mask.",
-        "- **single-document**: each held-out document alone (first sequence-length tokens); the "
-        "three masks coincide here, so this compares what the weights learned.",
-        "- **in-context transfer probe** (the mechanism the Trillion-7B report names): the loss "
-        "of the same target-language tokens preceded by (a) their English translation, (b) an "
-        "unrelated held-out English document cut to exactly the same length, (c) nothing; "
-        "transfer = (b) - (a). Only predictions made at target positions are scored, so under "
-        "the document mask the target sees only itself and the transfer is 0 by construction "
-        "(checked below; tests/ablation/test_probe.py and test_runs.py).",
-        "- **statistics**: per seed, metric(mask) - metric(document); the mean over seeds with a "
-        "percentile-bootstrap 95% interval over seeds and the Student-t 95% interval. A "
-        "difference is \"detected\" (**excludes 0**) only when both intervals exclude 0; "
-        "\"includes 0\" means this run cannot tell the masks apart on that metric.", "",
-        "Sizes: `medium` (6 layers x 256) is the default because it is the largest model for "
-        "which the whole default ablation fitted in 60 min on 2 CPU cores when measured "
-        "(2026-11-30): 15 runs took 52 min plus ~1 min of data preparation; `small` (4 x 256) "
-        "took 37 min; 8 layers would cost 1.27x medium's FLOPs (~67 min) and 6 x 320 1.43x "
-        "(~75 min); fewer than 256 iterations (0.5M tokens) per run would leave the models even "
-        "less trained. "
-        f"`--size gpu` ({gpu['non_embedding'] / 1e6:.0f}M non-embedding parameters, sequence "
-        f"{SIZES['gpu'].seq_length}, {gpu['tokens'] / 1e6:.1f}M tokens per run) is sized for "
-        f"~{gpu_minutes():.0f} min of training for 15 runs on one H100 at an assumed "
-        f"{GPU_MFU:.0%} bf16 MFU (an estimate: not measured, no GPU was at hand); it reads "
-        f"{gpu['tokens'] / max(heldout.get('train_tokens', 0), 1):.1f}x this run's training "
-        f"corpus ({heldout.get('train_tokens', 0):,} tokens) per run, so give it a larger "
-        f"corpus (--input).", "",
-        "## This run", "",
-        f"- command: `{cmd.strip()}`",
-        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: "
-        f"{platform.machine()} CPU, {os.cpu_count()} cores visible, OMP_NUM_THREADS="
-        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}",
-        f"- model: {_params(a, facts)}; sequence {a.seq_length}, global batch "
-        f"{a.global_batch_size}, {a.train_iters} iterations = {tokens:,} training tokens per run",
-        f"- time per run: training (incl. setup: packing index, model init) {min(train_s):.0f}-"
-        f"{max(train_s):.0f} s, evaluation {max(f.get('eval_s', 0) for f in facts):.0f} s at most; "
-        f"{sum(f['train_s'] + f.get('eval_s', 0) for f in facts) / 60:.1f} min for {len(facts)} "
-        f"runs; throughput (incl. setup) "
-        + (f"{min(tps):,.0f}-{max(tps):,.0f} tokens/s" if tps else "n/a")
-        + f"; this invocation {wall / 60:.1f} min wall (cached runs and data are reused)",
-        "- training mix P(l): " + ", ".join(f"{k} {v:g}" for k, v in a.mix.items())
-        + f"; realized: {_realized(facts, 'index_shares')} over the main packing index, "
-        f"{_realized(facts, 'trained_shares')} over the tokens the runs trained on (the WSD decay "
-        f"phase included)"
-        + f"; the WSD decay phase (last {max(a.train_iters // 10, 1)} iterations) trains on the "
-        f"recipe's annealing blend (non-English x3): {_annealing(a)}; seeds 1..{len(a.seeds)}; "
-        f"masks {', '.join(a.masks)}",
-        "- data: " + ", ".join(f"{l} {n} train docs" for l, n in data["train_docs"].items())
-        + "; held-out " + ("groups (absent from training in every language): " if data["aligned"]
-                           else "documents per language: ")
-        + ", ".join(f"{l} {n}" for l, n in held.items()),
-        f"- probe: {', '.join(f'{l} {n}' for l, n in heldout['probe_items'].items()) or 'none'}"
-        f" items; context {a.probe_context or a.seq_length // 2} tokens, target the rest",
-        "- intervals: percentile bootstrap of the mean per-seed difference (10,000 resamples "
-        f"of the {len(a.seeds)} seeds) and the Student-t interval; a difference counts as "
-        "detected only when both exclude 0 (at 5 seeds the bootstrap alone excludes 0 in ~15% of "
-        "runs without any true difference; tests/ablation/test_stats.py); with "
-        f"{len(prows)} comparisons at <= 5% each, about one detection could be chance",
-        "",
-        "## Conclusion (generated from the intervals below)", "",
-        "Each line: the mean per-seed difference against `document`, its bootstrap and t 95% "
-        "intervals, and the verdict.", "",
-        *report.conclusions(prows, rows), "",
-        f"Limits, whatever the numbers: these models have {facts[0].get('params', 0) / 1e6:.1f}M "
-        f"parameters and train on {tokens / 1e6:.1f}M tokens each, so this tests the mechanism, "
-        "not the Trillion-7B scale; an interval that includes 0 means \"not detected at this "
-        "size\", not \"no effect\"."
-        + (" With the bundled corpus, documents share a page header and the ko/ja/zh pages keep "
-           "many untranslated English strings, so part of any transfer is copying strings the "
-           "English translation contains: exactly what cross-language attention makes possible, "
-           "but not evidence of semantic translation." if args.bundled else ""), "",
-        "![ablation](ablation.png)", "",
-        "## Paired differences against `document` (same seed = same data and init)", "",
-        "Each cell: mean difference [bootstrap 95% interval] (t 95% interval), whether both "
-        "exclude 0, "
-        "and on how many seeds the mask's value is lower.", "",
-        "Packed held-out loss, each model under its own mask (negative = mask better):", "",
-        report.paired_table(prows, "packed"), "",
-        "Single-document held-out loss (all masks coincide at evaluation; compares weights):", "",
-        report.paired_table(prows, "isolated"), "",
-        "In-context transfer (positive = the mask lets the model use the translation more):", "",
-        report.paired_table(prows, "transfer"), "",
-        "## In-context transfer probe", "",
-        "Target-language loss of the same tokens preceded by (a) its English translation, (b) an "
-        "unrelated held-out English document cut to the same length, (c) nothing; each model "
-        "under its own mask; mean over seeds.", "",
-        report.probe_table(rows), "",
-        "## Held-out loss (mean ± std [min, max] over seeds)", "",
-        "Packed, own mask:", "", report.markdown_table(summary, "packed"), "",
-        "Single document:", "", report.markdown_table(summary, "isolated"), "",
-        "Korean packed held-out, every model under every mask:", "",
-        report.cross_mask_table(rows, "ko"), "",
-        "## Runs", "", "| run | train loss first -> last | tokens/s | init checksum | "
-        "sample-0 token sum |", "|---|---|---|---|---|",
-    ]
-    for f in facts:
-        lines.append(f"| {f['name']} | {f['first_loss']:.3f} -> {f['last_loss']:.3f} | "
-                     f"{f.get('tokens_per_s', 0):,.0f} | {f['init_checksum']:.6f} | "
-                     f"{f['first_sample_sum']} |")
-    return "\n".join(lines) + "\n"
+    return {"summary": summary, "endpoints": erows, "rows": rows, "facts": facts, "out": out}
 
 
 def main(argv=None) -> int:

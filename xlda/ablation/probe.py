@@ -17,16 +17,23 @@ document mask (only itself), are identical: there the transfer is exactly 0 by c
 Scored: the target's next-token predictions made AT target positions (target token i predicts
 i+1). The prediction of the target's first token is made at the context's EOD, which belongs to
 the context document, so it is not scored (it would differ between contexts under any mask).
+
+Two subsets of the scored tokens separate copying from transfer: ``copyable`` (the predicted
+token occurs in the translation: attention can copy it) and ``native`` (it does not, and it
+holds a character of the target's own script, Hangul for Korean: only knowledge carried over
+from the English meaning can help).
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
 
 CONDITIONS = ("translation", "unrelated", "none")
+SUBSETS = ("native", "copyable")  # of the scored tokens (module docstring)
 
 
 @dataclass
@@ -37,6 +44,21 @@ class ProbeItem:
     translation: np.ndarray  # context (a): the translation's first C-1 tokens + EOD
     unrelated: np.ndarray  # context (b): another source document, same length, + EOD
     unrelated_group: str
+    copyable: Optional[np.ndarray] = None  # per scored token (T - 1): its label is in translation
+    native: Optional[np.ndarray] = None  # per scored token: not copyable, in the target's script
+
+
+def native_tokens(tokenizer, lang: str) -> np.ndarray:
+    """Per vocabulary id: does the token's text hold a character of ``lang``'s own script
+    (Hangul for ko, kana for ja, Han for zh; none for en)? Byte pieces of a character decode to
+    nothing recognisable and count as not native."""
+    from xlda.data.lang_id import _HAN, _HANGUL, _KANA
+
+    rx = {"ko": _HANGUL, "ja": _KANA, "zh": _HAN}.get(lang)
+    n = tokenizer.vocab_size
+    if rx is None:
+        return np.zeros(n, bool)
+    return np.array([bool(rx.search(tokenizer.detokenize([i]))) for i in range(n)])
 
 
 def _tie(a: str, b: str) -> str:
@@ -49,14 +71,16 @@ def _context(doc: np.ndarray, n: int, eod: int) -> np.ndarray:
 
 
 def build_probe(docs: dict, groups: dict, seq_length: int, eod: int, source: str = "en",
-                context_len: int | None = None, min_target: int = 8) -> dict:
+                context_len: int | None = None, min_target: int = 8,
+                native: Optional[dict] = None) -> dict:
     """Probe items per target language: ``{lang: [ProbeItem, ...]}`` in the order of
     ``docs[lang]``.
 
     ``docs[lang][i]`` is held-out document i's token array (ending in EOD); ``groups[lang][i]``
     its alignment key. The context budget is ``context_len`` tokens (default half the
     sequence), the target gets the rest. A target without a translation, or for which no
-    unrelated source document is at least as long as the context, is skipped.
+    unrelated source document is at least as long as the context, is skipped. ``native``:
+    ``{lang: native_tokens(...)}`` to mark the scored tokens' subsets (SUBSETS).
     """
     if source not in docs:
         raise ValueError(f"probe source language {source!r} not among {list(docs)}")
@@ -84,8 +108,11 @@ def build_probe(docs: dict, groups: dict, seq_length: int, eod: int, source: str
             if not cands:
                 continue
             _, _, ug, u = min(cands, key=lambda c: c[:2])
-            items.append(ProbeItem(lang, g, np.asarray(doc[:T], dtype=np.int64), translation,
-                                   _context(u, n, eod), ug))
+            target = np.asarray(doc[:T], dtype=np.int64)
+            copy = np.isin(target[1:], translation[:-1])  # the EOD is not the page's text
+            nat = None if native is None else native[lang][target[1:]] & ~copy
+            items.append(ProbeItem(lang, g, target, translation, _context(u, n, eod), ug,
+                                   copy, nat))
         out[lang] = items
     return out
 
@@ -113,8 +140,15 @@ def probe_sequence(item: ProbeItem, condition: str, seq_length: int, eod: int) -
     k = int(o > 0)  # context is document 0 when present
     doc_ids[o:o + n] = k
     doc_ids[o + n:] = k + 1  # padding
-    return {"tokens": tokens, "labels": labels, "loss_mask": loss_mask,
-            "position_ids": torch.arange(seq_length), "doc_ids": doc_ids, "lang_ids": lang_ids}
+    out = {"tokens": tokens, "labels": labels, "loss_mask": loss_mask,
+           "position_ids": torch.arange(seq_length), "doc_ids": doc_ids, "lang_ids": lang_ids}
+    for name in SUBSETS:  # the scored tokens' subsets, at their positions
+        sub = getattr(item, name)
+        if sub is not None:
+            m = torch.zeros(seq_length)
+            m[o:o + n - 1] = torch.from_numpy(np.asarray(sub, dtype=np.float32))
+            out[f"subset_{name}"] = m
+    return out
 
 
 def probe_batches(probe: dict, seq_length: int, eod: int, batch: int = 8) -> dict:
@@ -132,16 +166,22 @@ def probe_batches(probe: dict, seq_length: int, eod: int, batch: int = 8) -> dic
 
 
 def probe_losses(model, batches: dict, mode: str) -> dict:
-    """``{(lang, condition): (per-item loss sums, per-item token counts)}`` under ``mode``."""
+    """``{(lang, condition): (per-item loss sums, per-item token counts)}`` under ``mode``, and
+    ``{(lang, condition, subset): ...}`` for the subsets the batches mark."""
     from xlda.ablation.forward import per_token_losses
 
     out = {}
     for key, bs in batches.items():
-        sums, cnts = [], []
+        acc: dict = {}
         for b, loss in per_token_losses(model, bs, mode):
-            m = b["loss_mask"].double()
-            sums.append((loss * m).sum(-1).cpu().numpy())
-            cnts.append(m.sum(-1).cpu().numpy())
-        out[key] = (np.concatenate(sums) if sums else np.zeros(0),
-                    np.concatenate(cnts) if cnts else np.zeros(0))
+            masks = {key: b["loss_mask"].double()}
+            masks.update({key + (name,): b[f"subset_{name}"].double() for name in SUBSETS
+                          if f"subset_{name}" in b})
+            for k, m in masks.items():
+                acc.setdefault(k, ([], []))
+                acc[k][0].append((loss * m).sum(-1).cpu().numpy())
+                acc[k][1].append(m.sum(-1).cpu().numpy())
+        out[key] = (np.zeros(0), np.zeros(0))
+        for k, (sums, cnts) in acc.items():
+            out[k] = (np.concatenate(sums), np.concatenate(cnts))
     return out

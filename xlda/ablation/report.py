@@ -1,55 +1,39 @@
-"""Aggregation and output of the ablation: per-run CSV, summary CSV (mean/std/min/max over seeds),
-paired differences against the document mask with bootstrap and t intervals (stats.py), the probe's
-transfer, Markdown tables, plain-words conclusions and a PNG (matplotlib, Agg backend)."""
+"""Aggregation and output of the ablation (v3: arms): per-run CSV, summary CSV (mean/std/min/max
+over seeds), the pre-registered endpoints with paired t intervals and p-values, the secondary
+endpoints Holm-corrected, Markdown tables, plain-words verdicts and a PNG (matplotlib, Agg).
+
+A row is one (arm, seed, metric, evaluation mask, language) loss; each model is read under its
+own training mask (``eval_mask == mask``) unless a table says otherwise. Quantities:
+
+- a metric's loss (``packed``, ``isolated``, ``probe_<condition>[@subset]``);
+- ``transfer[@subset]`` = probe_unrelated - probe_translation (b)-(a): what the translation adds
+  over an unrelated English page of the same length;
+- ``context[@subset]`` = probe_none - probe_translation (c)-(a): what the translation adds over
+  no context at all.
+"""
 from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-from xlda.ablation.stats import mean_std, paired, verdict
+from xlda.ablation.stats import holm, mean_std, t_test
 
-RUN_FIELDS = ("mask", "seed", "metric", "eval_mask", "lang", "loss", "tokens")
-SUMMARY_FIELDS = ("metric", "mask", "lang", "n", "mean", "std", "min", "max")
-PAIRED_FIELDS = ("metric", "mask", "baseline", "key", "n", "mean", "std", "ci_lo", "ci_hi",
-                 "t_lo", "t_hi", "excludes_zero", "lower")
-MASK_COLOURS = {"xlda": 0, "document": 1, "causal": 2}  # matplotlib C<n>, fixed per mask
-METRICS = ("packed", "isolated", "probe_translation", "probe_unrelated", "probe_none")
-QUANTITIES = {  # what the paired analysis reports, and how it reads
-    "packed": "packed held-out loss, own mask (lower is better)",
-    "isolated": "single-document held-out loss (lower is better)",
-    "transfer": "in-context transfer = loss(unrelated) - loss(translation) (higher = more transfer)",
-}
+RUN_FIELDS = ("arm", "mask", "affinity_p", "seed", "metric", "eval_mask", "lang", "loss",
+              "tokens")
+SUMMARY_FIELDS = ("metric", "arm", "lang", "n", "mean", "std", "min", "max")
+ENDPOINT_FIELDS = ("id", "family", "label", "n", "mean", "t_lo", "t_hi", "t", "p", "p_holm",
+                   "detected", "values")
+ARM_COLOURS = {"A": 0, "B": 1, "C": 2, "D": 3}  # matplotlib C<n>, fixed per arm
+ALPHA = 0.05
 
 
 def lang_order(langs) -> list:
     """Korean first, then the rest in their given order."""
     langs = list(dict.fromkeys(langs))
     return (["ko"] if "ko" in langs else []) + [l for l in langs if l != "ko"]
-
-
-def aggregate(rows: list[dict]) -> list[dict]:
-    """Summary over seeds of each (metric, mask, lang), using each model's OWN mask for eval
-    (``eval_mask == mask``). Ordered by metric, mask (as first seen), language (ko first)."""
-    groups: dict = {}
-    for r in rows:
-        if r["eval_mask"] != r["mask"]:
-            continue
-        groups.setdefault((r["metric"], r["mask"], r["lang"]), []).append(float(r["loss"]))
-    masks = list(dict.fromkeys(r["mask"] for r in rows))
-    langs = lang_order(r["lang"] for r in rows)
-    metrics = [m for m in METRICS if any(k[0] == m for k in groups)]
-    out = []
-    for metric in metrics:
-        for mask in masks:
-            for lang in langs:
-                xs = groups.get((metric, mask, lang))
-                if not xs:
-                    continue
-                m, s = mean_std(xs)
-                out.append({"metric": metric, "mask": mask, "lang": lang, "n": len(xs),
-                            "mean": m, "std": s, "min": min(xs), "max": max(xs)})
-    return out
 
 
 def write_csv(rows: list[dict], path: Path, fields) -> Path:
@@ -59,179 +43,350 @@ def write_csv(rows: list[dict], path: Path, fields) -> Path:
         w = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
+            w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else
+                            " ".join(f"{x:.6f}" for x in v) if isinstance(v, list) else v)
+                        for k, v in r.items()})
     return path
 
 
-def markdown_table(summary: list[dict], metric: str) -> str:
-    """Rows = masks, columns = languages (ko first): ``mean ± std [min, max]``."""
-    sel = [s for s in summary if s["metric"] == metric]
-    langs = lang_order(s["lang"] for s in sel)
-    masks = list(dict.fromkeys(s["mask"] for s in sel))
-    cell = {(s["mask"], s["lang"]): s for s in sel}
-    lines = ["| mask | " + " | ".join(langs) + " |", "|---|" + "---|" * len(langs)]
-    for mask in masks:
-        cells = []
-        for lang in langs:
-            s = cell.get((mask, lang))
-            cells.append("-" if s is None else
-                         f"{s['mean']:.4f} ± {s['std']:.4f} [{s['min']:.4f}, {s['max']:.4f}]")
-        lines.append(f"| {mask} | " + " | ".join(cells) + " |")
+def values(rows: list[dict], quantity: str) -> dict:
+    """``{(arm, seed, lang): value}`` of one quantity, each model under its own mask."""
+    own = {(r["arm"], int(r["seed"]), r["lang"], r["metric"]): float(r["loss"]) for r in rows
+           if r["eval_mask"] == r["mask"]}
+    base, _, sub = quantity.partition("@")
+    sfx = f"@{sub}" if sub else ""
+    if base not in ("transfer", "context"):
+        return {k[:3]: v for k, v in own.items() if k[3] == quantity}
+    other = "probe_unrelated" if base == "transfer" else "probe_none"
+    return {k[:3]: own[k[:3] + (other + sfx,)] - v for k, v in own.items()
+            if k[3] == "probe_translation" + sfx and k[:3] + (other + sfx,) in own}
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """Summary over seeds of each (metric, arm, lang) under the arm's own mask."""
+    groups: dict = {}
+    for r in rows:
+        if r["eval_mask"] == r["mask"]:
+            groups.setdefault((r["metric"], r["arm"], r["lang"]), []).append(float(r["loss"]))
+    metrics = list(dict.fromkeys(k[0] for k in groups))  # as first seen
+    langs = lang_order(k[2] for k in groups)
+    out = []
+    for (metric, arm, lang), xs in sorted(groups.items(), key=lambda kv: (
+            metrics.index(kv[0][0]), kv[0][1], langs.index(kv[0][2]))):
+        m, s = mean_std(xs)
+        out.append({"metric": metric, "arm": arm, "lang": lang, "n": len(xs), "mean": m,
+                    "std": s, "min": min(xs), "max": max(xs)})
+    return out
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One pre-registered quantity: ``quantity`` in ``lang`` within ``arm`` (over seeds) or, with
+    ``minus``, the per-seed difference arm - minus (same seed: same init; A, B: same batches)."""
+
+    id: str
+    quantity: str
+    lang: str
+    arm: str
+    minus: Optional[str] = None
+    family: str = "secondary"
+
+    @property
+    def label(self) -> str:
+        what = {"transfer": "probe transfer (b)-(a)", "context": "probe (c)-(a)",
+                "isolated": "single-document held-out loss", "packed": "packed held-out loss"}
+        base, _, sub = self.quantity.partition("@")
+        sub = {"native": " on native-script tokens not in the translation",
+               "copyable": " on tokens copyable from the translation"}.get(sub, "")
+        arms = f"{self.arm} - {self.minus}" if self.minus else f"in {self.arm}"
+        return f"{self.lang} {what.get(base, base)}{sub}, {arms}"
+
+    def sample(self, rows: list[dict]) -> list[float]:
+        v = values(rows, self.quantity)
+        seeds = sorted({s for (a, s, l) in v if a == self.arm and l == self.lang})
+        if self.minus is None:
+            return [v[(self.arm, s, self.lang)] for s in seeds]
+        return [v[(self.arm, s, self.lang)] - v[(self.minus, s, self.lang)] for s in seeds
+                if (self.minus, s, self.lang) in v]
+
+
+# Issue #20's pre-registration, fixed before the runs: E1 the Korean transfer in A and A - C,
+# E2 the Korean single-document loss A - B. Each is read at 5% on its own.
+PRIMARY = (Endpoint("E1a", "transfer", "ko", "A", family="primary"),
+           Endpoint("E1b", "transfer", "ko", "A", "C", family="primary"),
+           Endpoint("E2", "isolated", "ko", "A", "B", family="primary"))
+
+
+def secondary(langs) -> tuple:
+    """The secondary family, Holm-corrected together: the endpoints in the other languages,
+    (c)-(a), the native-script / copyable split, and what affinity does to the weights."""
+    tgt = [l for l in lang_order(langs) if l != "en"]
+    out = []
+    for l in tgt:
+        if l != "ko":
+            out += [Endpoint(f"S-tA-{l}", "transfer", l, "A"),
+                    Endpoint(f"S-tAC-{l}", "transfer", l, "A", "C")]
+        out.append(Endpoint(f"S-cA-{l}", "context", l, "A"))
+        for sub in ("native", "copyable"):
+            out += [Endpoint(f"S-{sub}A-{l}", f"transfer@{sub}", l, "A"),
+                    Endpoint(f"S-{sub}AC-{l}", f"transfer@{sub}", l, "A", "C")]
+    for l in lang_order(langs):
+        if l != "ko":
+            out.append(Endpoint(f"S-iAB-{l}", "isolated", l, "A", "B"))
+        out.append(Endpoint(f"S-iAC-{l}", "isolated", l, "A", "C"))
+    return tuple(out)
+
+
+def endpoint_rows(rows: list[dict], endpoints) -> list[dict]:
+    """Per endpoint: n, mean, t 95% interval, t, p; the secondary family's Holm p-values.
+    Endpoints without data (an arm not run) are left out."""
+    out = []
+    for ep in endpoints:
+        xs = ep.sample(rows)
+        if len(xs) < 1:
+            continue
+        out.append({"id": ep.id, "family": ep.family, "label": ep.label, "quantity": ep.quantity,
+                    "lang": ep.lang, **t_test(xs), "values": xs})
+    for fam in {r["family"] for r in out}:
+        sel = [r for r in out if r["family"] == fam]
+        adj = holm([r["p"] for r in sel]) if fam == "secondary" else [r["p"] for r in sel]
+        for r, a in zip(sel, adj):
+            r["p_holm"] = a
+            r["detected"] = a < ALPHA
+    return out
+
+
+def _num(x: float, d: int = 4) -> str:
+    return f"{x:+.{d}f}" if math.isfinite(x) else ("+inf" if x > 0 else "-inf")
+
+
+def _p(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def endpoint_table(erows: list[dict], holm_col: bool) -> str:
+    head = "| id | endpoint | mean | t 95% interval | p |" + (" Holm p |" if holm_col else "") \
+        + " per seed |"
+    lines = [head, "|---|---|---|---|---|" + ("---|" if holm_col else "") + "---|"]
+    for r in erows:
+        mark = "**" if r["detected"] else ""
+        lines.append(f"| {r['id']} | {r['label']} | {mark}{_num(r['mean'])}{mark} | "
+                     f"[{_num(r['t_lo'])}, {_num(r['t_hi'])}] | {_p(r['p'])} |"
+                     + (f" {_p(r['p_holm'])} |" if holm_col else "")
+                     + " " + ", ".join(f"{x:+.4f}" for x in r["values"]) + " |")
     return "\n".join(lines)
 
 
-def plot(prows: list[dict], rows: list[dict], path: Path) -> Path:
-    """Three panels: paired differences vs the baseline mask (packed, single-document), and the
-    probe's transfer per mask. Per language, one marker per mask: the mean, its t 95% interval
-    (whiskers) and bootstrap 95% interval (thick bar); each seed's value as a dot; a dashed line
-    marks 0. A difference is detected when both intervals clear 0 (stats.py)."""
+def _interval(r: dict) -> str:
+    return f"{_num(r['mean'])} nats/token (t 95% [{_num(r['t_lo'])}, {_num(r['t_hi'])}], p {_p(r['p'])})"
+
+
+def verdict(erows: list[dict]) -> list[str]:
+    """Plain words for the primary endpoints (and the copy/native split behind E1a)."""
+    by = {r["id"]: r for r in erows}
+    out = []
+    e = by.get("E1a")
+    if e:
+        if e["detected"] and e["mean"] > 0:
+            out.append(f"- **E1a: yes, the XLDA model uses the English translation to predict "
+                       f"Korean.** With affinity packing, Korean tokens are predicted better after "
+                       f"their English page than after an unrelated one: {_interval(e)}.")
+        elif e["detected"]:
+            out.append(f"- **E1a: the English translation makes Korean worse to predict** than an "
+                       f"unrelated English page: {_interval(e)}.")
+        else:
+            out.append(f"- **E1a: not detected.** The Korean transfer in arm A is {_interval(e)}; "
+                       f"this run cannot tell it from 0.")
+        nat, cop = by.get("S-nativeA-ko"), by.get("S-copyableA-ko")
+        if nat and cop:
+            def said(r):
+                return "detected" if r["detected"] and r["mean"] > 0 else "not detected"
+
+            out.append(f"  Behind it: tokens the English page contains (copyable) gain "
+                       f"{_num(cop['mean'])} (Holm p {_p(cop['p_holm'])}, {said(cop)}); Korean-"
+                       f"script tokens it does not contain gain {_num(nat['mean'])} (Holm p "
+                       f"{_p(nat['p_holm'])}, {said(nat)}). "
+                       + ("Transfer beyond copying is detected." if said(nat) == "detected" else
+                          "Transfer of meaning into tokens that cannot be copied is not "
+                          "detected" + (": what is detected is copying." if said(cop) ==
+                                        "detected" else ".")))
+    e = by.get("E1b")
+    if e:
+        if e["detected"] and e["mean"] > 0:
+            out.append(f"- **E1b: affinity packing adds to the transfer.** The same mask on "
+                       f"today's packing (C) transfers less: A - C = {_interval(e)}.")
+        elif e["detected"]:
+            out.append(f"- **E1b: affinity packing lowers the transfer**: A - C = {_interval(e)}.")
+        else:
+            out.append(f"- **E1b: not detected.** A - C = {_interval(e)}: affinity packing's "
+                       f"effect on the transfer cannot be told from 0 here.")
+    e = by.get("E2")
+    if e:
+        if e["detected"] and e["mean"] > 0:
+            out.append(f"- **E2: XLDA hurts Korean.** On identical batches, the XLDA model's "
+                       f"Korean single-document loss is worse than the document mask's: A - B = "
+                       f"{_interval(e)}: the pre-registered reading is that reliance on the "
+                       f"other-language context crowds out learning Korean into the weights (at "
+                       f"this size).")
+        elif e["detected"]:
+            out.append(f"- **E2: XLDA helps Korean in the weights.** On identical batches, the "
+                       f"XLDA model's Korean single-document loss is better than the document "
+                       f"mask's: A - B = {_interval(e)}: what it read across languages stayed in "
+                       f"the weights.")
+        else:
+            out.append(f"- **E2: not detected.** A - B = {_interval(e)}: on identical batches, "
+                       f"the Korean loss of the weights does not differ detectably between XLDA "
+                       f"and the document mask; the interval bounds the cost of XLDA to at most "
+                       f"{_num(e['t_hi'])} and its gain to at most {_num(-e['t_lo'])} nats/token.")
+    return out
+
+
+def recipe_lines(erows: list[dict]) -> list[str]:
+    """What the primary endpoints mean for a Trillion-style recipe (XLDA on packed pretraining
+    data), in plain words, from their detections only."""
+    by = {r["id"]: r for r in erows}
+    e1a, e1b, e2 = by.get("E1a"), by.get("E1b"), by.get("E2")
+    out = []
+    if e1a and e1b:
+        if e1a["detected"] and e1a["mean"] > 0 and e1b["detected"] and e1b["mean"] > 0:
+            out.append("- XLDA's transfer grows with related neighbours: packing unrelated "
+                       "documents together (what the recipe does without affinity) leaves it "
+                       f"{_num(e1b['mean'])} nats/token smaller on Korean. A recipe that relies "
+                       "on XLDA should pack translations or related pages side by side "
+                       "(--xlda-affinity-key/--xlda-affinity-p) where its data has such links.")
+        elif e1a["detected"] and e1a["mean"] > 0:
+            out.append("- The transfer is there with affinity packing, but its gain over "
+                       "today's packing is not detected at this size.")
+        else:
+            out.append("- This run gives no evidence that XLDA's cross-language attention "
+                       "transfers anything to Korean, with or without affinity packing.")
+    if e2:
+        if e2["detected"] and e2["mean"] > 0:
+            out.append("- XLDA has a price in the weights here: on identical data the Korean "
+                       f"model is {_num(e2['mean'])} nats/token worse without context. Weigh "
+                       "it against the transfer before adopting XLDA, and test it at scale.")
+        elif e2["detected"]:
+            out.append(f"- XLDA improves the Korean weights themselves ({_num(e2['mean'])} "
+                       "nats/token on identical data): an argument for the recipe.")
+        else:
+            out.append(f"- No detected price in the Korean weights (A - B within "
+                       f"[{_num(e2['t_lo'])}, {_num(e2['t_hi'])}] nats/token).")
+    return out
+
+
+def markdown_table(summary: list[dict], metric: str) -> str:
+    """Rows = arms, columns = languages (ko first): ``mean ± std [min, max]``."""
+    sel = [s for s in summary if s["metric"] == metric]
+    langs = lang_order(s["lang"] for s in sel)
+    arms = sorted({s["arm"] for s in sel})
+    cell = {(s["arm"], s["lang"]): s for s in sel}
+    lines = ["| arm | " + " | ".join(langs) + " |", "|---|" + "---|" * len(langs)]
+    for arm in arms:
+        cells = ["-" if (arm, l) not in cell else
+                 f"{cell[(arm, l)]['mean']:.4f} ± {cell[(arm, l)]['std']:.4f} "
+                 f"[{cell[(arm, l)]['min']:.4f}, {cell[(arm, l)]['max']:.4f}]" for l in langs]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def probe_table(rows: list[dict], subset: str = "") -> str:
+    """Per (arm, language): mean over seeds of the three probe losses, (b)-(a) and (c)-(a)."""
+    sfx = f"@{subset}" if subset else ""
+    tr, cx = values(rows, "transfer" + sfx), values(rows, "context" + sfx)
+    conds = {c: values(rows, f"probe_{c}{sfx}") for c in ("translation", "unrelated", "none")}
+    tokens = {(r["arm"], r["lang"]): int(r["tokens"]) for r in rows
+              if r["metric"] == "probe_translation" + sfx and r["eval_mask"] == r["mask"]}
+    lines = ["| arm | lang | tokens | (a) translation | (b) unrelated | (c) none | (b)-(a) mean ± "
+             "std | (c)-(a) | seeds (b)-(a) > 0 |", "|---|---|---|---|---|---|---|---|---|"]
+    for arm in sorted({k[0] for k in tr}):
+        for lang in lang_order(k[2] for k in tr):
+            ks = sorted(k for k in tr if k[0] == arm and k[2] == lang)
+            if not ks:
+                continue
+            def mean(d, fmt):  # "-" where a run lacks the condition
+                xs = [d[k] for k in ks if k in d]
+                return fmt.format(mean_std(xs)[0]) if len(xs) == len(ks) else "-"
+
+            t, sd = mean_std([tr[k] for k in ks])
+            lines.append(f"| {arm} | {lang} | {tokens.get((arm, lang), 0):,} | "
+                         + " | ".join(mean(conds[c], "{:.4f}") for c in conds)
+                         + f" | {t:+.4f} ± {sd:.4f} | {mean(cx, '{:+.4f}')} | "
+                         f"{sum(tr[k] > 0 for k in ks)}/{len(ks)} |")
+    return "\n".join(lines)
+
+
+def cross_mask_table(rows: list[dict], lang: str, metric: str = "packed") -> str:
+    """Rows = arm (its training mask), columns = evaluation mask: mean ± std over seeds."""
+    sel = [r for r in rows if r["metric"] == metric and r["lang"] == lang]
+    arms = sorted({(r["arm"], r["mask"]) for r in sel})
+    evals = list(dict.fromkeys(r["eval_mask"] for r in sel))
+    lines = ["| arm (trained with) \\ evaluated | " + " | ".join(evals) + " |",
+             "|---|" + "---|" * len(evals)]
+    for arm, mask in arms:
+        cells = []
+        for e in evals:
+            xs = [float(r["loss"]) for r in sel if r["arm"] == arm and r["eval_mask"] == e]
+            cells.append(f"{mean_std(xs)[0]:.4f} ± {mean_std(xs)[1]:.4f}" if xs else "-")
+        lines.append(f"| {arm} ({mask}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(erows: list[dict], rows: list[dict], path: Path) -> Path:
+    """Two panels: the probe transfer (b)-(a) per arm and language, and the single-document loss
+    differences A - B and A - C per language. Each marker: the mean over seeds with its t 95%
+    interval; dots: the seeds; a dashed line at 0."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xlda.ablation.stats import bootstrap_ci, t_interval
+    from xlda.ablation.stats import t_interval
 
-    panels = [(q, [r for r in prows if r["metric"] == q]) for q in ("packed", "isolated")]
     tr = values(rows, "transfer")
-    if tr:  # absolute transfer (the document mask's is 0 by construction)
-        keys = sorted({(k[0], k[2]) for k in tr}, key=lambda mk: MASK_COLOURS.get(mk[0], 9))
-        sel = []
-        for mask, lang in keys:
-            xs = [v for k, v in sorted(tr.items()) if k[0] == mask and k[2] == lang]
-            lo, hi = bootstrap_ci(xs)
-            tlo, thi = t_interval(xs)
-            sel.append({"mask": mask, "key": lang, "mean": mean_std(xs)[0], "ci_lo": lo,
-                        "ci_hi": hi, "t_lo": tlo, "t_hi": thi, "diffs": xs})
-        panels.append(("transfer", sel))
-    panels = [(q, sel) for q, sel in panels if sel]
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 4),
-                             squeeze=False)
-    titles = {"packed": "packed held-out loss: mask - document",
-              "isolated": "single-document loss: mask - document",
-              "transfer": "probe transfer: loss(unrelated) - loss(translation)"}
-    for ax, (q, sel) in zip(axes[0], panels):
-        langs = lang_order(r["key"] for r in sel)
-        masks = list(dict.fromkeys(r["mask"] for r in sel))
-        width = 0.8 / max(len(masks), 1)
-        for j, mask in enumerate(masks):
+    iso = values(rows, "isolated")
+    arms = sorted({k[0] for k in iso})
+    panels = []
+    sel = []
+    for arm in arms:
+        for lang in lang_order(k[2] for k in tr):
+            xs = [v for k, v in sorted(tr.items()) if k[0] == arm and k[2] == lang]
+            if xs:
+                sel.append((arm, lang, xs))
+    panels.append(("probe transfer (b)-(a), per arm (E1)", sel))
+    sel = []
+    for other in [a for a in ("B", "C") if a in arms and "A" in arms]:
+        for lang in lang_order(k[2] for k in iso):
+            xs = Endpoint("x", "isolated", lang, "A", other).sample(rows)
+            if xs:
+                sel.append((f"A-{other}", lang, xs))
+    panels.append(("single-document loss: A - B (E2), A - C", sel))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
+    for ax, (title, sel) in zip(axes[0], panels):
+        langs = lang_order(l for _, l, _ in sel)
+        series = list(dict.fromkeys(s for s, _, _ in sel))
+        width = 0.8 / max(len(series), 1)
+        for j, name in enumerate(series):
             for i, lang in enumerate(langs):
-                r = next((r for r in sel if r["mask"] == mask and r["key"] == lang), None)
-                if r is None:
+                xs = next((x for s, l, x in sel if s == name and l == lang), None)
+                if xs is None:
                     continue
-                x = i + (j - (len(masks) - 1) / 2) * width
-                c = f"C{MASK_COLOURS.get(mask, j)}"
-                finite = math.isfinite(r["t_lo"]) and math.isfinite(r["t_hi"])  # 1 seed: no t
-                t_lo, t_hi = (r["t_lo"], r["t_hi"]) if finite else (r["mean"], r["mean"])
-                ax.errorbar([x], [r["mean"]], yerr=[[r["mean"] - t_lo], [t_hi - r["mean"]]],
-                            fmt="o", color=c, capsize=3, lw=1, label=mask if i == 0 else None)
-                ax.plot([x, x], [r["ci_lo"], r["ci_hi"]], color=c, lw=4, alpha=0.5)
-                ax.plot([x] * len(r["diffs"]), r["diffs"], ".", color="0.4", ms=3)
+                x = i + (j - (len(series) - 1) / 2) * width
+                m = mean_std(xs)[0]
+                lo, hi = t_interval(xs)
+                lo, hi = (lo, hi) if math.isfinite(lo) else (m, m)
+                c = f"C{ARM_COLOURS.get(name[-1] if '-' in name else name, j)}"
+                ax.errorbar([x], [m], yerr=[[m - lo], [hi - m]], fmt="o", color=c, capsize=3,
+                            lw=1, label=name if i == 0 else None)
+                ax.plot([x] * len(xs), xs, ".", color="0.4", ms=3)
         ax.axhline(0.0, color="k", ls="--", lw=0.8)
         ax.set_xticks(range(len(langs)), langs)
         ax.set_ylabel("nats/token")
-        ax.set_title(titles[q] + "\nwhiskers: t 95%, thick: bootstrap 95%", fontsize=9)
-        ax.legend(fontsize=8)
+        ax.set_title(title + "\nwhiskers: t 95% over seeds", fontsize=9)
+        if series:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def cross_mask_table(rows: list[dict], lang: str, metric: str = "packed") -> str:
-    """Rows = training mask, columns = evaluation mask: mean ± std over seeds for ``lang``."""
-    sel = [r for r in rows if r["metric"] == metric and r["lang"] == lang]
-    train = list(dict.fromkeys(r["mask"] for r in sel))
-    evals = list(dict.fromkeys(r["eval_mask"] for r in sel))
-    lines = ["| trained \\ evaluated | " + " | ".join(evals) + " |", "|---|" + "---|" * len(evals)]
-    for t in train:
-        cells = []
-        for e in evals:
-            xs = [float(r["loss"]) for r in sel if r["mask"] == t and r["eval_mask"] == e]
-            cells.append(f"{mean_std(xs)[0]:.4f} ± {mean_std(xs)[1]:.4f}" if xs else "-")
-        lines.append(f"| {t} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def values(rows: list[dict], quantity: str) -> dict:
-    """``{(mask, seed, lang): value}`` of one quantity, each model under its own mask:
-    a metric's loss, or ``transfer`` = probe_unrelated - probe_translation (same scored tokens)."""
-    own = {(r["mask"], int(r["seed"]), r["lang"], r["metric"]): float(r["loss"]) for r in rows
-           if r["eval_mask"] == r["mask"]}
-    if quantity != "transfer":
-        return {k[:3]: v for k, v in own.items() if k[3] == quantity}
-    return {k[:3]: own[k[:3] + ("probe_unrelated",)] - v for k, v in own.items()
-            if k[3] == "probe_translation" and k[:3] + ("probe_unrelated",) in own}
-
-
-def paired_rows(rows: list[dict], baseline: str) -> list[dict]:
-    """Paired differences vs ``baseline`` for every quantity and language (ko first)."""
-    out = []
-    for q in QUANTITIES:
-        v = values(rows, q)
-        for r in paired(v, baseline, keys=lang_order(k[2] for k in v)):
-            out.append({"metric": q, **r})
-    return out
-
-
-def _ci(r: dict) -> str:
-    return (f"{r['mean']:+.4f} [{r['ci_lo']:+.4f}, {r['ci_hi']:+.4f}] (t [{r['t_lo']:+.4f}, "
-            f"{r['t_hi']:+.4f}]) {'**excludes 0**' if r['excludes_zero'] else 'includes 0'}")
-
-
-def paired_table(prows: list[dict], metric: str) -> str:
-    """Rows = masks, columns = languages: ``mean [bootstrap 95%] (t [95%]) excludes/includes 0
-    (lower k/n)``."""
-    sel = [r for r in prows if r["metric"] == metric]
-    langs = lang_order(r["key"] for r in sel)
-    masks = list(dict.fromkeys(r["mask"] for r in sel))
-    cell = {(r["mask"], r["key"]): r for r in sel}
-    base = sel[0]["baseline"] if sel else "document"
-    lines = [f"| mask - {base} | " + " | ".join(langs) + " |", "|---|" + "---|" * len(langs)]
-    for mask in masks:
-        cells = [("-" if (mask, l) not in cell else
-                  f"{_ci(cell[(mask, l)])} (lower {cell[(mask, l)]['lower']}/{cell[(mask, l)]['n']})")
-                 for l in langs]
-        lines.append(f"| {mask} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def probe_table(rows: list[dict]) -> str:
-    """Per (mask, language): mean over seeds of the three probe losses and the transfer."""
-    tr = values(rows, "transfer")
-    conds = {c: values(rows, f"probe_{c}") for c in ("translation", "unrelated", "none")}
-    masks = list(dict.fromkeys(k[0] for k in tr))
-    langs = lang_order(k[2] for k in tr)
-    lines = ["| mask | lang | (a) translation | (b) unrelated | (c) none | transfer (b)-(a) "
-             "mean ± std | seeds with transfer > 0 |", "|---|---|---|---|---|---|---|"]
-    for mask in masks:
-        for lang in langs:
-            ks = sorted(k for k in tr if k[0] == mask and k[2] == lang)
-            if not ks:
-                continue
-            m = {c: mean_std([conds[c][k] for k in ks])[0] for c in conds}
-            t, sd = mean_std([tr[k] for k in ks])
-            lines.append(f"| {mask} | {lang} | {m['translation']:.4f} | {m['unrelated']:.4f} | "
-                         f"{m['none']:.4f} | {t:+.5f} ± {sd:.5f} | "
-                         f"{sum(tr[k] > 0 for k in ks)}/{len(ks)} |")
-    return "\n".join(lines)
-
-
-def conclusions(prows: list[dict], rows: list[dict]) -> list[str]:
-    """Plain-words lines: per quantity and language, what the intervals say."""
-    out = []
-    for q, what in QUANTITIES.items():
-        sel = [r for r in prows if r["metric"] == q]
-        for lang in lang_order(r["key"] for r in sel):
-            parts = [f"{r['mask']} - {r['baseline']} {r['mean']:+.4f}, bootstrap "
-                     f"[{r['ci_lo']:+.4f}, {r['ci_hi']:+.4f}], t [{r['t_lo']:+.4f}, "
-                     f"{r['t_hi']:+.4f}]: {verdict(r)}" for r in sel if r["key"] == lang]
-            out.append(f"- {what}, {lang}: " + "; ".join(parts))
-    base = values(rows, "transfer")
-    doc = [abs(v) for (m, _, _), v in base.items() if m == "document"]
-    if doc:
-        out.append(f"- the document mask's probe transfer is 0 by construction: largest "
-                   f"|transfer| over its runs and languages = {max(doc):.2e}")
-    return out

@@ -1,9 +1,10 @@
-"""The ablation's runs: one training per (mask, seed) and its held-out evaluation.
+"""The ablation's runs: one training per (arm, seed) and its held-out evaluation.
 
-Fairness: a run's data order and initial weights depend on its seed only (the packing index and
-the init are seeded by ``training.seed``; the mask is not an input to either), so for one seed the
-three masks see byte-identical batches and start from identical weights; the mask is the only
-difference. Held-out data are fixed (their own seed, ``EVAL_SEED``), identical for every run.
+Fairness: a run's initial weights depend on its seed only, and its data order on its seed and
+its packing (the packing index is seeded by ``training.seed``; the mask is not an input to it).
+So for one seed every arm starts from identical weights, arms A and B (same affinity p) train on
+byte-identical batches and differ in the mask alone, and arms A and C (same mask) differ in the
+packing alone. Held-out data are fixed (their own seed, ``EVAL_SEED``), identical for every run.
 
 Held-out metrics, per language:
 - ``packed``: held-out documents packed like training (>= 2 languages per sequence), each model
@@ -13,7 +14,9 @@ Held-out metrics, per language:
 - ``isolated``: each held-out document alone in its sequence (its first seq_length tokens,
   padding masked out). With one document, xlda == document == causal, so this metric is
   mask-independent: it compares what the weights learned, not what the context allows.
-- ``probe_<condition>``: the in-context transfer probe (probe.py), own mask.
+- ``probe_<condition>[@subset]``: the in-context transfer probe (probe.py), own mask.
+Run facts add the repeated-sequence test (induction.py) and the affinity measured on the run's
+own training index (``index_affinity``).
 """
 from __future__ import annotations
 
@@ -29,7 +32,27 @@ from xlda.attention.modes import MODES
 from xlda.paths import REPO_ROOT
 
 MASKS = MODES  # every mask the model knows
-BASELINE = "document"  # the standard practice XLDA replaces: differences are taken against it
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of the ablation: the training mask and whether the packer's affinity is on (at the
+    ablation's --affinity-p) or off (today's packing, p = 0)."""
+
+    mask: str
+    affinity: bool
+    note: str = ""
+
+
+# The pre-registered arms (issue #20). A and B share the packing index (same seed, same p: the
+# same batches), so A - B isolates the mask; A and C share the mask, so A - C isolates affinity.
+ARMS = {
+    "A": Arm("xlda", True, "XLDA mask, affinity packing"),
+    "B": Arm("document", True, "document mask, affinity packing (A's batches)"),
+    "C": Arm("xlda", False, "XLDA mask, today's packing (affinity 0)"),
+    "D": Arm("causal", True, "causal mask, affinity packing (A's batches); not pre-registered"),
+}
+DEFAULT_ARMS = ("A", "B", "C")
 EVAL_SEED = 98765
 RECIPE = REPO_ROOT / "examples" / "trillion7b" / "tiny.yaml"
 MIXES = {  # --mix presets: training token shares P(l)
@@ -52,12 +75,15 @@ class Size:
 
 
 SIZES = {
-    "tiny": Size({}, 256, 8, 8, 300, note="2 layers x 128: the recipe as is (tests, quick looks)"),
+    # The default (ablation v3): small enough for 2,000 iterations (4.1M tokens) per run, 4 seeds
+    # x 3 arms in 60 min on 2 CPU cores, and trained long enough to use its context (the
+    # induction test in RESULTS.md); `medium` at 256 iterations (v2) never did.
+    "tiny": Size({}, 256, 8, 8, 2000, note="2 layers x 128: the recipe's model, 2,000 iterations"),
     "small": Size({"num_layers": 4, "hidden_size": 256, "num_attention_heads": 4,
                    "num_query_groups": 2, "ffn_hidden_size": 768}, 256, 8, 8, 256,
                   note="4 layers x 256, ~3.1M non-embedding parameters"),
-    # The default: the largest model for which 5 seeds x 3 masks, evaluation and data preparation
-    # included, fit in 60 min on 2 CPU cores (measured; RESULTS.md gives the throughput).
+    # Ablation v2's default: the largest model for which 5 seeds x 3 masks at 256 iterations fit
+    # in 60 min on 2 CPU cores (measured); too few steps for the models to use their context.
     "medium": Size({"num_layers": 6, "hidden_size": 256, "num_attention_heads": 4,
                     "num_query_groups": 2, "ffn_hidden_size": 768}, 256, 8, 8, 256,
                    note="6 layers x 256, ~4.7M non-embedding parameters"),
@@ -100,10 +126,11 @@ class AblationConfig:
     ``None`` for iterations, batch sizes and sequence length means the size preset's value."""
 
     data: dict  # prepare_data's output: tokenizer, train/heldout prefixes, held-out keys
-    masks: tuple = MASKS
+    arms: tuple = DEFAULT_ARMS
     seeds: tuple = (1, 2, 3, 4, 5)
+    affinity_p: float = 1.0  # the packer's --xlda-affinity-p in the arms with affinity
     train_iters: Optional[int] = None
-    size: str = "medium"
+    size: str = "tiny"
     mix: dict = field(default_factory=lambda: dict(MIXES["7b"]))
     eval_samples: int = 48  # packed held-out sequences
     isolated_docs: int = 48  # per language, at most
@@ -124,22 +151,36 @@ class AblationConfig:
         self.seq_length = self.seq_length or preset.seq_length
 
     def build(self) -> list["RunSpec"]:
-        """The run plan: seed-major, so partial results cover every mask for early seeds."""
-        bad = [m for m in self.masks if m not in MASKS]
+        """The run plan: seed-major, so partial results cover every arm for early seeds."""
+        bad = [a for a in self.arms if a not in ARMS]
         if bad:
-            raise ValueError(f"unknown mask(s) {bad}; choose from {list(MASKS)}")
-        return [RunSpec(mask, seed, self) for seed in self.seeds for mask in self.masks]
+            raise ValueError(f"unknown arm(s) {bad}; choose from {list(ARMS)}")
+        if not 0.0 < self.affinity_p <= 1.0:
+            raise ValueError(f"--affinity-p {self.affinity_p}: must be in (0, 1] (arm C is "
+                             f"today's packing, p = 0)")
+        if any(ARMS[a].affinity for a in self.arms) and not self.data.get("group_field"):
+            raise ValueError("the affinity arms need documents' groups: an aligned corpus "
+                             "(--group-key) prepared with them")
+        return [RunSpec(arm, seed, self) for seed in self.seeds for arm in self.arms]
 
 
 @dataclass
 class RunSpec:
-    mask: str
+    arm: str
     seed: int
     ablation: AblationConfig
 
     @property
+    def mask(self) -> str:
+        return ARMS[self.arm].mask
+
+    @property
+    def affinity_p(self) -> float:
+        return self.ablation.affinity_p if ARMS[self.arm].affinity else 0.0
+
+    @property
     def name(self) -> str:
-        return f"{self.mask}_seed{self.seed}"
+        return f"{self.arm}_{self.mask}_p{self.affinity_p:g}_seed{self.seed}"
 
     def run_config(self):
         """The RunConfig of this run: recipe + size + data + mask + seed (nothing else varies)."""
@@ -156,6 +197,8 @@ class RunSpec:
         d.tokenizer_type, d.tokenizer_model = "HuggingFaceTokenizer", a.data["tokenizer"]
         d.split = "100,0,0"  # held-out documents live in their own datasets
         d.xlda_alpha, d.xlda_beta = 0.0, dict(a.mix)  # P(l) = the mix exactly
+        d.xlda_affinity_p = self.affinity_p
+        d.xlda_affinity_key = a.data.get("group_field") if self.affinity_p > 0 else None
         t = cfg.training
         t.seed, t.train_iters = self.seed, a.train_iters
         t.eval_interval, t.eval_iters = None, 0
@@ -256,6 +299,7 @@ def train_and_eval(spec: RunSpec, heldout: dict, log=print) -> dict:
 
 
 def _train_and_eval(spec: RunSpec, heldout: dict, log) -> dict:
+    from xlda.ablation.induction import induction_losses
     from xlda.ablation.probe import probe_losses
     from xlda.training.loop import Trainer
 
@@ -264,7 +308,12 @@ def _train_and_eval(spec: RunSpec, heldout: dict, log) -> dict:
     trainer = Trainer(cfg, print_fn=lambda *a, **k: None).setup()
     model = trainer.model_chunks[0]
     checksum = init_checksum(model)
-    first = trainer.data.main.dataset[0]["tokens"]  # sample 0 of this run's data order
+    train_ds = trainer.data.main.dataset
+    first = train_ds[0]["tokens"]  # sample 0 of this run's data order
+    batches_sum = int(sum(int(train_ds[i]["tokens"].sum()) for i in
+                          range(min(len(train_ds), 64))))  # its first 64 samples
+    affinity = index_affinity(train_ds, spec.ablation.data.get("group_field"),
+                              cfg.data.seq_length)
     result = trainer.train()
     train_s = time.perf_counter() - t0
     rows = []
@@ -280,18 +329,24 @@ def _train_and_eval(spec: RunSpec, heldout: dict, log) -> dict:
         rows.append({"metric": "isolated", "eval_mask": spec.mask, "lang": lang,
                      "loss": s[i] / c[i], "tokens": int(c[i])})
     per_item = {}
-    for (lang, cond), (s, c) in probe_losses(model, heldout["probe"], spec.mask).items():
+    for key, (s, c) in probe_losses(model, heldout["probe"], spec.mask).items():
+        lang, cond, sub = (key + ("",))[:3]
         if c.sum():
-            rows.append({"metric": f"probe_{cond}", "eval_mask": spec.mask, "lang": lang,
+            metric = f"probe_{cond}" + (f"@{sub}" if sub else "")
+            rows.append({"metric": metric, "eval_mask": spec.mask, "lang": lang,
                          "loss": float(s.sum() / c.sum()), "tokens": int(c.sum())})
-            per_item[f"{lang}/{cond}"] = (s / c).tolist()  # per document: the run file keeps them
+            if not sub:  # per document: the run file keeps them
+                per_item[f"{lang}/{cond}"] = (s / np.maximum(c, 1)).tolist()
     for r in rows:
-        r.update(mask=spec.mask, seed=spec.seed)
+        r.update(arm=spec.arm, mask=spec.mask, affinity_p=spec.affinity_p, seed=spec.seed)
+    induction = {k: induction_losses(model, b, spec.mask) for k, b in heldout["induction"].items()}
     hist = result.history
     own = {(r["metric"], r["lang"]): r["loss"] for r in rows if r["eval_mask"] == spec.mask}
     trained = dict(trainer.lang_tokens_total)  # the run's own count (metrics.jsonl share_*)
     total = max(sum(trained.values()), 1)
-    facts = {"name": spec.name, "mask": spec.mask, "seed": spec.seed, "train_s": train_s,
+    facts = {"name": spec.name, "arm": spec.arm, "mask": spec.mask,
+             "affinity_p": spec.affinity_p, "seed": spec.seed, "train_s": train_s,
+             "induction": induction, "affinity": affinity, "samples_64_sum": batches_sum,
              "params": sum(p.numel() for p in model.parameters()),
              "eval_s": time.perf_counter() - t0 - train_s,
              "iterations": result.iteration, "init_checksum": checksum,
@@ -299,8 +354,7 @@ def _train_and_eval(spec: RunSpec, heldout: dict, log) -> dict:
              * cfg.data.seq_length / train_s,
              "first_sample_sum": int(first.sum()),
              "trained_shares": {k: v / total for k, v in trained.items()},
-             "index_shares": dict(zip(trainer.languages,
-                                      trainer.data.main.dataset.index.stats.get("shares", []))),
+             "index_shares": dict(zip(trainer.languages, train_ds.index.stats.get("shares", []))),
              "first_loss": hist[0]["lm loss"] if hist else None,
              "last_loss": hist[-1]["lm loss"] if hist else None}
     log(f"[ablation] {spec.name}: {result.iteration} iters in {train_s:.0f}s, train loss "
@@ -308,8 +362,26 @@ def _train_and_eval(spec: RunSpec, heldout: dict, log) -> dict:
             f"{r['lang']} {r['loss']:.3f}" for r in rows
             if r["metric"] == "packed" and r["eval_mask"] == spec.mask) + "; probe transfer " + ", ".join(
             f"{l} {own[('probe_unrelated', l)] - own[('probe_translation', l)]:+.4f}" for l in langs
-            if ("probe_translation", l) in own))
+            if ("probe_translation", l) in own) + "; induction gain " + ", ".join(
+            f"{k} {v['gain']:+.3f}" for k, v in induction.items()))
     return {"rows": rows, "facts": facts, "probe_items": per_item}
+
+
+def index_affinity(ds, field: Optional[str], seq_length: int) -> Optional[dict]:
+    """The affinity measured on a run's training index (packing.affinity_stats), whatever its
+    p: today's packing (arm C) has chance pairs too. None without groups."""
+    if not field:
+        return None
+    from xlda.data.packing import affinity_stats, affinity_tables
+
+    corpus = ds.dataset
+    lengths = [np.ascontiguousarray(corpus.lengths(l)[r.start:r.stop], dtype=np.int32)
+               for l, r in enumerate(ds.doc_ids)]
+    groups = [np.asarray(corpus.groups(l, field)[r.start:r.stop]) for l, r in enumerate(ds.doc_ids)]
+    dense = affinity_tables(groups, lengths, 0.0, 0)[2]
+    id_first = np.array([r.start for r in ds.doc_ids], dtype=np.int64)
+    return affinity_stats(ds.index.arrays(), lengths, id_first, dense, seq_length,
+                          len(ds) * seq_length)
 
 
 def heldout_docs(data: dict) -> dict:
@@ -337,7 +409,8 @@ def train_tokens(data: dict) -> int:
 
 def prepare_heldout(a: AblationConfig) -> dict:
     """Packed, isolated and probe held-out batches, built once and shared by every run."""
-    from xlda.ablation.probe import build_probe, probe_batches
+    from xlda.ablation.induction import induction_batches, random_sequences, text_sequences
+    from xlda.ablation.probe import build_probe, native_tokens, probe_batches
     from xlda.data.tokenizer import build_tokenizer
 
     S = a.seq_length
@@ -347,10 +420,17 @@ def prepare_heldout(a: AblationConfig) -> dict:
     iso = isolated_batches(docs, S, a.isolated_docs, eod)
     assert tuple(ds.languages) == tuple(a.data["heldout"]), (ds.languages, list(a.data["heldout"]))
     probe = {}
+    tok = build_tokenizer("HuggingFaceTokenizer", a.data["tokenizer"])
     if a.data.get("aligned"):
+        native = {l: native_tokens(tok, l) for l in docs}
         probe = build_probe(docs, a.data["heldout_groups"], S, eod, source=a.probe_source,
-                            context_len=a.probe_context)
+                            context_len=a.probe_context, native=native)
     return {"languages": tuple(ds.languages), "packed": packed_batches(ds, 8), "isolated": iso,
+            "induction": {
+                "random": induction_batches(random_sequences(docs["en"], eod, min(64, S // 2)),
+                                            eod, S),
+                "text": induction_batches(text_sequences(docs["en"], eod, min(64, S // 2)),
+                                          eod, S)},
             "train_tokens": train_tokens(a.data),
             "seq_length": S, "probe_items": {l: len(v) for l, v in probe.items()},
             "probe": probe_batches(probe, S, eod)}

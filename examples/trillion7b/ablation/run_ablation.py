@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The XLDA mask ablation (issue #14): see xlda/ablation/cli.py and RESULTS.md here.
+"""The XLDA ablation v3 (issues #14, #20): see xlda/ablation/cli.py and RESULTS.md here.
 
     python examples/trillion7b/ablation/run_ablation.py [--workdir DIR] [--seeds 5]
-        [--size tiny|small|medium|gpu] [--mix 7b|uniform|en=..,ko=..]
+        [--arms A,B,C[,D]] [--affinity-p 1] [--size tiny|small|medium|gpu]
+        [--mix 7b|uniform|en=..,ko=..] [--chunk-chars 200] [--near-dup 0.8]
         [--input LANG=PATH ... --group-key FIELD [--group-pattern REGEX]] ...
 """
 import sys
