@@ -415,12 +415,12 @@ def prepare_heldout(a: AblationConfig) -> dict:
 
     S = a.seq_length
     ds = heldout_dataset(a.data, S, a.eval_samples)
-    eod = build_tokenizer("HuggingFaceTokenizer", a.data["tokenizer"]).eod
+    tok = build_tokenizer("HuggingFaceTokenizer", a.data["tokenizer"])
+    eod = tok.eod
     docs = heldout_docs(a.data)  # read once: the isolated metric and the probe share them
     iso = isolated_batches(docs, S, a.isolated_docs, eod)
     assert tuple(ds.languages) == tuple(a.data["heldout"]), (ds.languages, list(a.data["heldout"]))
     probe = {}
-    tok = build_tokenizer("HuggingFaceTokenizer", a.data["tokenizer"])
     if a.data.get("aligned"):
         native = {l: native_tokens(tok, l) for l in docs}
         probe = build_probe(docs, a.data["heldout_groups"], S, eod, source=a.probe_source,
